@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["CAPTURE_ALL", "RedirectSpec"]
@@ -39,4 +39,3 @@ class RedirectSpec:
     dns_capture: bool = False
     dual_stack: bool = False
     invalid_drop: bool = False
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
