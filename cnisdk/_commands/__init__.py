@@ -1,0 +1,1 @@
+"""One module per ``cnisdk`` subcommand: ``configure(parser)`` and ``run(args) -> int``."""

@@ -1,0 +1,65 @@
+"""``cnisdk list``: the plugin types cnisdk can install, and where they come from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "List the plugin types registered through the `cnisdk.plugins` entry point group, "
+        "with their distribution, version, supported CNI versions and class."
+    )
+    parser.add_argument(
+        "--bin-dir", type=Path, default=None, help="also say whether each type is installed there"
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnisdk._discovery import PluginLoadError, find_plugins
+    from cnisdk._launcher import is_launcher
+
+    try:
+        entries = find_plugins()
+    except PluginLoadError as exc:
+        print(f"cnisdk list: {exc}", file=sys.stderr)
+        return 1
+    rows = []
+    for entry in entries.values():
+        row: dict[str, object] = {
+            "type": entry.type,
+            "distribution": entry.distribution,
+            "version": entry.version,
+            "class": entry.target,
+        }
+        try:
+            cls = entry.load()
+            row["cniVersions"] = list(cls.supported_versions)
+            row["chained"] = bool(cls.chained)
+        except PluginLoadError as exc:
+            row["error"] = str(exc)
+        if args.bin_dir is not None:
+            row["installed"] = is_launcher(args.bin_dir / entry.type)
+        rows.append(row)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no cnisdk plugins installed (entry point group 'cnisdk.plugins')")
+        return 0
+    for row in rows:
+        versions = ", ".join(row.get("cniVersions", [])) or "?"  # type: ignore[arg-type]
+        line = f"{row['type']:<18} {row['distribution']} {row['version']:<8} {row['class']}"
+        extra = f"  CNI {versions}" + ("  chained-only" if row.get("chained") else "")
+        if "installed" in row:
+            extra += "  [installed]" if row["installed"] else "  [not installed]"
+        print(line + extra)
+        if "error" in row:
+            print(f"  error: {row['error']}")
+    return 0 if all("error" not in r for r in rows) else 1

@@ -1,0 +1,236 @@
+"""The ``Plugin`` base class that plugin authors subclass, and the per-request ``Context``."""
+
+from __future__ import annotations
+
+import logging
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from cnisdk.spec._args import CNIArgs, load_cni_args, parse_cni_args
+from cnisdk.spec._config import NetConf
+from cnisdk.spec._errors import CNIError, ErrorCode
+from cnisdk.spec._result import AnyResult, Result
+from cnisdk.spec._versions import ALL_VERSIONS
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from cnisdk._netns import NetNS
+
+__all__ = ["Attachment", "Context", "Plugin"]
+
+ConfigT = TypeVar("ConfigT", bound=NetConf)
+ModelT = TypeVar("ModelT", bound="BaseModel")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment a runtime still considers valid (GC's ``cni.dev/valid-attachments``)."""
+
+    container_id: str
+    ifname: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the runtime sent: the ``CNI_*`` environment and the raw stdin bytes."""
+
+    command: str
+    container_id: str
+    netns_path: str
+    ifname: str
+    raw_args: str
+    cni_path: tuple[str, ...]
+    stdin: bytes
+    environ: Mapping[str, str] = field(repr=False)
+
+
+class Context(Generic[ConfigT]):
+    """Everything a plugin verb needs for one request.
+
+    :ivar request: the ``CNI_*`` values and stdin.
+    :ivar config: the plugin's config, parsed into its model.
+    :ivar prev_result: the previous plugin's result converted to the current version, or ``None``.
+    :ivar log: a logger for this request; it writes to stderr (and a file if configured),
+        never to stdout.
+    :ivar valid_attachments: for GC, the attachments the runtime still uses.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        config: ConfigT,
+        prev_result: Result | None,
+        log: logging.Logger,
+        *,
+        valid_attachments: tuple[Attachment, ...] = (),
+    ) -> None:
+        self.request = request
+        self.config = config
+        self.prev_result = prev_result
+        self.log = log
+        self.valid_attachments = valid_attachments
+        self._netns: NetNS | None = None
+        self._netns_opened = False
+        self._args: CNIArgs | None = None
+
+    @property
+    def command(self) -> str:
+        return self.request.command
+
+    @property
+    def container_id(self) -> str:
+        return self.request.container_id
+
+    @property
+    def ifname(self) -> str:
+        return self.request.ifname
+
+    @property
+    def netns_path(self) -> str:
+        return self.request.netns_path
+
+    @property
+    def cni_path(self) -> tuple[str, ...]:
+        return self.request.cni_path
+
+    @property
+    def cni_version(self) -> str:
+        """The config's version: the version the result is printed in."""
+        return self.config.cni_version
+
+    @property
+    def runtime_config(self) -> dict[str, Any]:
+        """``runtimeConfig``: the capability arguments the runtime passed for this plugin."""
+        return self.config.runtime_config
+
+    @property
+    def args(self) -> CNIArgs:
+        """``CNI_ARGS`` split into pairs. :raises ValueError: with Go's message if malformed."""
+        if self._args is None:
+            self._args = parse_cni_args(self.request.raw_args)
+        return self._args
+
+    def load_args(self, model: type[ModelT]) -> ModelT:
+        """Load ``CNI_ARGS`` into a pydantic model, as Go's ``types.LoadArgs`` does."""
+        return load_cni_args(self.args, model)
+
+    @property
+    def netns(self) -> NetNS | None:
+        """The container's network namespace, opened on first use.
+
+        ``None`` for DEL when the namespace is gone (or was never given), and for GC/STATUS.
+
+        :raises CNIError: for ADD/CHECK when ``CNI_NETNS`` cannot be opened as a namespace.
+        """
+        if not self._netns_opened:
+            self._netns_opened = True
+            if self.request.netns_path and self.command in ("ADD", "CHECK", "DEL"):
+                from cnisdk._netns import open_for_request
+
+                self._netns = open_for_request(self.request.netns_path, self.command)
+        return self._netns
+
+    def close(self) -> None:
+        """Release the namespace handle, if one was opened."""
+        if self._netns is not None:
+            self._netns.close()
+            self._netns = None
+
+    async def delegate_add(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> AnyResult:
+        """Run another plugin's ADD (typically IPAM) as Go's ``invoke.DelegateAdd`` does.
+
+        The delegate inherits this request's environment with ``CNI_COMMAND=ADD`` and is found
+        on ``CNI_PATH``; its result is parsed in the config's ``cniVersion``.
+        """
+        from cnisdk._invoke import delegate_add
+
+        return await delegate_add(plugin_type, config, environ=self.request.environ)
+
+    async def delegate_check(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
+        """Run another plugin's CHECK, as Go's ``invoke.DelegateCheck``."""
+        from cnisdk._invoke import delegate_check
+
+        await delegate_check(plugin_type, config, environ=self.request.environ)
+
+    async def delegate_delete(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
+        """Run another plugin's DEL, as Go's ``invoke.DelegateDel``."""
+        from cnisdk._invoke import delegate_delete
+
+        await delegate_delete(plugin_type, config, environ=self.request.environ)
+
+
+class Plugin(Generic[ConfigT]):
+    """Base class for a CNI plugin. Subclass it with your config model and override verbs.
+
+    ::
+
+        class Config(NetConf):
+            mtu: int | None = None
+
+        class MyPlugin(Plugin[Config]):
+            chained = True
+
+            async def add(self, ctx: Context[Config]) -> Result:
+                ...
+                return ctx.prev_result
+
+    Class attributes:
+
+    - ``supported_versions``: the spec versions the plugin accepts (default: all).
+    - ``chained``: the plugin must run after another plugin (ADD needs a ``prevResult``).
+    - ``about``: printed to stderr when the binary runs without ``CNI_COMMAND``.
+    - ``config_model``: the config model; taken from ``Plugin[Config]`` when not set.
+    """
+
+    supported_versions: ClassVar[tuple[str, ...]] = ALL_VERSIONS
+    chained: ClassVar[bool] = False
+    about: ClassVar[str] = ""
+    config_model: ClassVar[type[NetConf]] = NetConf
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_model" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is Plugin:
+                (arg,) = typing.get_args(base)
+                if isinstance(arg, type) and issubclass(arg, NetConf):
+                    cls.config_model = arg
+                return
+
+    async def add(self, ctx: Context[ConfigT]) -> AnyResult:
+        """ADD: attach the container. Chained plugins return (a changed copy of) ``prev_result``.
+
+        The default passes ``prev_result`` through for a chained plugin and refuses otherwise.
+        """
+        if ctx.prev_result is not None:
+            return ctx.prev_result
+        raise CNIError(ErrorCode.INTERNAL, f"{type(self).__name__} does not implement ADD")
+
+    async def delete(self, ctx: Context[ConfigT]) -> None:
+        """DEL: release what ADD made. Must succeed when it is already gone. Default: nothing."""
+
+    async def check(self, ctx: Context[ConfigT]) -> None:
+        """CHECK: raise a ``CNIError`` if the attachment is not as ADD left it. Default: ok."""
+
+    async def gc(self, ctx: Context[ConfigT]) -> None:
+        """GC: remove resources of attachments not in ``ctx.valid_attachments``. Default: none."""
+
+    async def status(self, ctx: Context[ConfigT]) -> None:
+        """STATUS: raise ``CNIError`` code 50/51 when the plugin cannot serve ADD. Default: ready."""
+
+    def log_settings(self, config: ConfigT) -> tuple[str | None, str | None]:
+        """The log level and log file for a request, from the config's ``log_level``/``log_file``.
+
+        Override to read other keys (istio-redirect reads ``plugin_log_level``).
+        """
+        extra = config.model_extra or {}
+        level = extra.get("log_level")
+        path = extra.get("log_file")
+        return (
+            level if isinstance(level, str) else None,
+            path if isinstance(path, str) else None,
+        )

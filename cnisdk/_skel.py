@@ -1,0 +1,426 @@
+"""The exec protocol: ``CNI_*`` environment and stdin in, one JSON document and an exit code out.
+
+``handle_request`` is a pure function of (plugin, environment, stdin) so the same pipeline can
+serve requests in-process (tests, a node agent); ``run`` is the exec-mode entry a launcher calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, NoReturn
+
+from pydantic import ValidationError
+
+from cnisdk._plugin import Attachment, Context, Plugin, Request
+from cnisdk._version import __version__
+from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
+from cnisdk.spec._json import dumps_compact
+from cnisdk.spec._names import (
+    validate_container_id,
+    validate_interface_name,
+    validate_network_name,
+)
+from cnisdk.spec._result import convert_result, parse_prev_result, result_to_json, to_current
+from cnisdk.spec._versions import CURRENT_VERSION, version_at_least
+
+__all__ = ["Response", "handle_request", "run"]
+
+# The CNI_* variables in the order Go's skel checks (and names) them, with the commands
+# that require each one.
+_ENV_TABLE: tuple[tuple[str, frozenset[str]], ...] = (
+    ("CNI_COMMAND", frozenset({"ADD", "CHECK", "DEL", "GC", "STATUS"})),
+    ("CNI_CONTAINERID", frozenset({"ADD", "CHECK", "DEL"})),
+    ("CNI_NETNS", frozenset({"ADD", "CHECK"})),
+    ("CNI_IFNAME", frozenset({"ADD", "CHECK", "DEL"})),
+    ("CNI_ARGS", frozenset()),
+    ("CNI_PATH", frozenset({"ADD", "CHECK", "DEL", "GC", "STATUS"})),
+    ("CNI_NETNS_OVERRIDE", frozenset()),
+)
+# Verbs that exist only from a given spec version on.
+_MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a plugin process would produce: stdout bytes, stderr bytes and the exit code."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+
+
+StdinSource = bytes | Callable[[], bytes]
+
+
+async def handle_request(
+    plugin: Plugin[Any],
+    environ: Mapping[str, str],
+    stdin: StdinSource,
+    *,
+    log_stream: IO[str] | None = None,
+) -> Response:
+    """Run one CNI request through ``plugin`` exactly as a plugin binary would.
+
+    :param environ: the process environment (only ``CNI_*`` and ``CNISDK_LOG_LEVEL`` are read).
+    :param stdin: the stdin bytes, or a callable that reads them; it is not called for VERSION,
+        which never reads stdin.
+    :param log_stream: where the request's log goes (default: ``sys.stderr``).
+    """
+    stream = log_stream if log_stream is not None else sys.stderr
+    log = _make_logger(plugin, environ.get("CNISDK_LOG_LEVEL"), None, stream)
+    try:
+        return await _dispatch(plugin, environ, stdin, stream, log)
+    except CNIError as exc:
+        return Response(exc.to_json(), b"", 1)
+    except Exception as exc:  # a plugin bug must still produce a CNI error, never a traceback
+        log.error("internal error: %s", exc, exc_info=True)
+        return Response(CNIError(ErrorCode.INTERNAL, _one_line(exc)).to_json(), b"", 1)
+    finally:
+        _close_handlers(log)
+
+
+async def _dispatch(
+    plugin: Plugin[Any],
+    environ: Mapping[str, str],
+    stdin: StdinSource,
+    stream: IO[str],
+    log: logging.Logger,
+) -> Response:
+    command = environ.get("CNI_COMMAND", "")
+    missing: list[str] = []
+    for name, required_for in _ENV_TABLE:
+        value = environ.get(name, "")
+        required = command in required_for
+        if value == "":
+            if required or name == "CNI_COMMAND":
+                missing.append(name)
+        elif required and name == "CNI_CONTAINERID":
+            validate_container_id(value)
+        elif required and name == "CNI_IFNAME":
+            validate_interface_name(value)
+    if missing:
+        if command == "" and (about := _about(plugin)):
+            versions = ", ".join(plugin.supported_versions)
+            text = f"{about}\nCNI protocol versions supported: {versions}\n"
+            return Response(b"", text.encode(), 0)
+        raise CNIError(
+            ErrorCode.INVALID_ENVIRONMENT_VARIABLES,
+            f"required env variables [{','.join(missing)}] missing",
+        )
+
+    if command == "VERSION":
+        info = {"cniVersion": CURRENT_VERSION, "supportedVersions": list(plugin.supported_versions)}
+        return Response(dumps_compact(info) + b"\n", b"", 0)
+
+    data = _read_stdin(stdin)
+    _validate_config_name(data)
+
+    if command in ("ADD", "DEL"):
+        _check_version(data, plugin)
+    elif command in _MIN_VERSION:
+        _check_verb_version(command, data, plugin)
+    else:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {command}")
+
+    if command in ("ADD", "CHECK", "DEL") and not _netns_override(environ):
+        _refuse_own_netns(environ.get("CNI_NETNS", ""))
+    return await _call(plugin, command, environ, data, stream, log)
+
+
+async def _call(
+    plugin: Plugin[Any],
+    command: str,
+    environ: Mapping[str, str],
+    data: bytes,
+    stream: IO[str],
+    log: logging.Logger,
+) -> Response:
+    doc = json.loads(data)
+    config = _parse_config(plugin, doc)
+    level, log_file = plugin.log_settings(config)
+    if level or log_file:
+        _close_handlers(log)
+        log = _make_logger(plugin, level or environ.get("CNISDK_LOG_LEVEL"), log_file, stream)
+    prev_result = None
+    if config.prev_result is not None and command != "GC":
+        prev_result = to_current(parse_prev_result(config.prev_result, config.cni_version))
+    request = Request(
+        command=command,
+        container_id=environ.get("CNI_CONTAINERID", ""),
+        netns_path=environ.get("CNI_NETNS", ""),
+        ifname=environ.get("CNI_IFNAME", ""),
+        raw_args=environ.get("CNI_ARGS", ""),
+        cni_path=tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p),
+        stdin=data,
+        environ=environ,
+    )
+    ctx: Context[Any] = Context(
+        request,
+        config,
+        prev_result,
+        log,
+        valid_attachments=_valid_attachments(doc) if command == "GC" else (),
+    )
+    try:
+        if command == "ADD":
+            if plugin.chained and prev_result is None:
+                raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "must be called as chained plugin")
+            result = await plugin.add(ctx)
+            if result is None:
+                raise CNIError(ErrorCode.INTERNAL, f"{type(plugin).__name__}.add returned no result")
+            return Response(result_to_json(convert_result(result, config.cni_version)), b"", 0)
+        if command == "DEL":
+            await plugin.delete(ctx)
+        elif command == "CHECK":
+            await plugin.check(ctx)
+        elif command == "GC":
+            await plugin.gc(ctx)
+        else:
+            await plugin.status(ctx)
+        return Response(b"", b"", 0)
+    finally:
+        ctx.close()
+        _close_handlers(log)
+
+
+def run(plugin: Plugin[Any] | type[Plugin[Any]]) -> NoReturn:
+    """Exec-mode entry point: serve the request in this process's environment and exit.
+
+    stdout is reserved for the protocol: file descriptor 1 is pointed at stderr while the
+    plugin runs, so a stray ``print()`` or a child process cannot corrupt the result.
+    """
+    import anyio
+
+    instance = plugin() if isinstance(plugin, type) else plugin
+    protocol_out = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    environ = dict(os.environ)
+    response = anyio.run(
+        handle_request, instance, environ, sys.stdin.buffer.read, backend="asyncio"
+    )
+    if response.stderr:
+        sys.stderr.buffer.write(response.stderr)
+        sys.stderr.flush()
+    view = memoryview(response.stdout)
+    while view:
+        view = view[os.write(protocol_out, view) :]
+    os.close(protocol_out)
+    sys.exit(response.exit_code)
+
+
+def _about(plugin: Plugin[Any]) -> str:
+    return plugin.about or f"CNI plugin {type(plugin).__name__} (cnisdk {__version__})"
+
+
+def _read_stdin(stdin: StdinSource) -> bytes:
+    if isinstance(stdin, bytes):
+        return stdin
+    try:
+        return stdin()
+    except OSError as exc:
+        raise CNIError(ErrorCode.IO_FAILURE, f"error reading from stdin: {exc}") from exc
+
+
+def _go_json_error(data: bytes) -> str:
+    """The message Go's encoding/json gives for input it cannot parse (the common cases)."""
+    try:
+        json.loads(data)
+    except UnicodeDecodeError:
+        return "invalid character in string literal"
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(exc.doc.rstrip()):
+            return "unexpected end of JSON input"
+        char = exc.doc[exc.pos]
+        return f"invalid character {_go_quote_char(char)} looking for beginning of value"
+    return ""
+
+
+def _go_quote_char(char: str) -> str:
+    return "'\\''" if char == "'" else f"'{char}'"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+def _decode_object(data: bytes, prefix: str) -> dict[str, Any]:
+    error = _go_json_error(data)
+    if error:
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"{prefix}: {error}")
+    doc = json.loads(data)
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise CNIError(
+            ErrorCode.DECODING_FAILURE,
+            f"{prefix}: json: cannot unmarshal {_json_kind(doc)} into Go value of type struct",
+        )
+    return doc
+
+
+def _string_field(doc: dict[str, Any], key: str, prefix: str) -> str:
+    """A string field matched case-insensitively (last match wins), as Go decodes it."""
+    value: Any = ""
+    for name, candidate in doc.items():
+        if name.lower() == key.lower():
+            value = candidate
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CNIError(
+            ErrorCode.DECODING_FAILURE,
+            f"{prefix}: json: cannot unmarshal {_json_kind(value)} into Go struct field "
+            f".{key} of type string",
+        )
+    return value
+
+
+def _validate_config_name(data: bytes) -> None:
+    prefix = "error unmarshall network config"
+    name = _string_field(_decode_object(data, prefix), "name", prefix)
+    validate_network_name(name)
+
+
+def _config_version(data: bytes) -> str:
+    prefix = "decoding version from network config"
+    version = _string_field(_decode_object(data, prefix), "cniVersion", prefix)
+    return version or "0.1.0"
+
+
+def _check_version(data: bytes, plugin: Plugin[Any]) -> None:
+    version = _config_version(data)
+    if version not in plugin.supported_versions:
+        supported = " ".join(f'"{v}"' for v in plugin.supported_versions)
+        raise CNIError(
+            ErrorCode.INCOMPATIBLE_CNI_VERSION,
+            "incompatible CNI versions",
+            f'config is "{version}", plugin supports [{supported}]',
+        )
+
+
+def _check_verb_version(command: str, data: bytes, plugin: Plugin[Any]) -> None:
+    version = _config_version(data)
+    try:
+        if not version_at_least(version, _MIN_VERSION[command]):
+            raise CNIError(
+                ErrorCode.INCOMPATIBLE_CNI_VERSION, f"config version does not allow {command}"
+            )
+        for supported in plugin.supported_versions:
+            if version_at_least(supported, version):
+                _check_version(data, plugin)
+                return
+    except ValueError as exc:
+        raise CNIError(ErrorCode.DECODING_FAILURE, str(exc)) from exc
+    raise CNIError(ErrorCode.INCOMPATIBLE_CNI_VERSION, f"plugin version does not allow {command}")
+
+
+def _netns_override(environ: Mapping[str, str]) -> bool:
+    return environ.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
+
+
+def _refuse_own_netns(path: str) -> None:
+    """Refuse a ``CNI_NETNS`` that is this thread's own namespace (Go skel's CheckNetNS).
+
+    A path that cannot be opened counts as "not the same", as in Go.
+    """
+    if not path:
+        return
+    try:
+        target = os.stat(path)
+        own = os.stat("/proc/thread-self/ns/net")
+    except OSError:
+        return
+    if (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino):
+        raise CNIError(
+            ErrorCode.INVALID_NETNS,
+            "plugin's netns and netns from CNI_NETNS should not be the same",
+        )
+
+
+def _parse_config(plugin: Plugin[Any], doc: dict[str, Any]) -> Any:
+    try:
+        return plugin.config_model.model_validate(doc)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise CNIError(
+            ErrorCode.INVALID_NETWORK_CONFIG,
+            f"invalid network config: {problems[0]}",
+            "; ".join(problems[1:]),
+        ) from exc
+
+
+def _valid_attachments(doc: dict[str, Any]) -> tuple[Attachment, ...]:
+    # Spec 1.1.0's tag text named the key cni.dev/attachments; libcni sends valid-attachments.
+    raw = doc.get("cni.dev/valid-attachments", doc.get("cni.dev/attachments"))
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "cni.dev/valid-attachments must be a list")
+    attachments = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise CNIError(
+                ErrorCode.INVALID_NETWORK_CONFIG, "cni.dev/valid-attachments entries must be objects"
+            )
+        attachments.append(
+            Attachment(str(entry.get("containerID", "")), str(entry.get("ifname", "")))
+        )
+    return tuple(attachments)
+
+
+def _make_logger(
+    plugin: Plugin[Any], level: str | None, log_file: str | None, stream: IO[str]
+) -> logging.Logger:
+    # A private logger per request: concurrent requests (in an agent) never share handlers.
+    log = logging.Logger(f"cnisdk.{type(plugin).__name__}")
+    log.setLevel(_level(level))
+    formatter = logging.Formatter(_LOG_FORMAT)
+    handler: logging.Handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    log.addHandler(handler)
+    if log_file:
+        try:
+            file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot open log file %s: %s", log_file, exc)
+        else:
+            file_handler.setFormatter(formatter)
+            log.addHandler(file_handler)
+    return log
+
+
+def _level(name: str | None) -> int:
+    if not name:
+        return logging.WARNING
+    value = logging.getLevelName(name.upper())
+    return value if isinstance(value, int) else logging.WARNING
+
+
+def _close_handlers(log: logging.Logger) -> None:
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) if str(exc) else ""
+    return text or type(exc).__name__
