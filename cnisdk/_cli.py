@@ -20,6 +20,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("install", "write launchers for plugin types into a CNI bin directory"),
     "list": ("list_", "show the plugin types cnisdk can install and where they come from"),
+    "exec": ("exec_", "run a network configuration (a chain) like a container runtime does"),
     "demo": ("demo", "run a real chain in a throwaway network namespace and show the result"),
 }
 
