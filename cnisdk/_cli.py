@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("install", "write launchers for plugin types into a CNI bin directory"),
     "list": ("list_", "show the plugin types cnisdk can install and where they come from"),
     "exec": ("exec_", "run a network configuration (a chain) like a container runtime does"),
+    "validate": ("validate", "check CNI network configs and the plugins they name"),
+    "schema": ("schema", "print the JSON Schema of a plugin's config"),
     "demo": ("demo", "run a real chain in a throwaway network namespace and show the result"),
 }
 
