@@ -31,7 +31,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,6 +71,9 @@ _CREATOR_020: tuple[str, ...] = ("", "0.1.0", "0.2.0")
 
 _GO_INT_MIN = -(2**63)
 _GO_INT_MAX = 2**63 - 1
+
+_GoInt = Annotated[int, Field(ge=_GO_INT_MIN, le=_GO_INT_MAX)]
+"""Go's ``int`` on 64-bit platforms: a value Go could not hold is refused."""
 
 
 # --------------------------------------------------------------------------- addresses
@@ -165,11 +168,11 @@ class Route(BaseModel):
 
     dst: str
     gw: str | None = None
-    mtu: int = 0
-    advmss: int = 0
-    priority: int = 0
-    table: int | None = None
-    scope: int | None = None
+    mtu: _GoInt = 0
+    advmss: _GoInt = 0
+    priority: _GoInt = 0
+    table: _GoInt | None = None
+    scope: _GoInt | None = None
 
     @field_validator("dst")
     @classmethod
@@ -189,7 +192,7 @@ class Route(BaseModel):
 class _IPBase(BaseModel):
     model_config = _MODEL_CONFIG
 
-    interface: int | None = None
+    interface: _GoInt | None = None
     address: str
     gateway: str | None = None
 
@@ -226,7 +229,7 @@ class Interface(BaseModel):
 
     name: str = ""
     mac: str = ""
-    mtu: int = 0
+    mtu: _GoInt = 0
     sandbox: str = ""
     socket_path: str = Field(default="", alias="socketPath")
     pci_id: str = Field(default="", alias="pciID")
@@ -438,7 +441,8 @@ def _decode_obj(raw: Any, schema: _Schema, path: str) -> dict[str, Any]:
         name = canonical.get(key.lower()) if isinstance(key, str) else None
         if name is None:
             continue
-        if value is None and schema[name][1] in _NULL_IS_NOOP:
+        kind = schema[name][1]
+        if value is None and (kind if isinstance(kind, str) else kind[0]) in _NULL_IS_NOOP:
             continue
         kept.pop(key, None)
         kept[key] = value
@@ -448,6 +452,10 @@ def _decode_obj(raw: Any, schema: _Schema, path: str) -> dict[str, Any]:
         decoded = _decode_value(value, go_type, kind, f"{path}.{name}")
         if decoded is not None:
             out[name] = decoded
+    for name, (_, kind) in schema.items():
+        # Go leaves a missing CIDR as a nil IPNet and prints "<nil>"; we refuse it instead.
+        if kind == "ipnet" and name not in out:
+            out[name] = ""
     return out
 
 
@@ -866,11 +874,10 @@ def to_current(result: AnyResult) -> Result:
 # --------------------------------------------------------------------------- output
 
 
-def _go_map_number(value: int) -> int | float:
-    # 1.x results are re-marshalled through map[string]interface{}, so numbers become float64:
-    # precision beyond 2**53 is lost and from 1e21 on Go writes exponent notation.
-    as_float = float(value)
-    return int(as_float) if abs(as_float) < 1e21 else as_float
+def _go_map_number(value: int) -> int:
+    # 1.x results are re-marshalled through map[string]interface{}, so numbers become float64
+    # and precision beyond 2**53 is lost. (Go's exponent form starts at 1e21, beyond int64.)
+    return int(float(value))
 
 
 def _dns_dict(dns: DNS) -> dict[str, Any]:
