@@ -58,11 +58,11 @@ def test_find_plugin_first_regular_file_in_path_order(tmp_path: Path) -> None:
 def test_find_plugin_errors(tmp_path: Path) -> None:
     with pytest.raises(PluginNotFoundError, match=r'^failed to find plugin "x" in path \[/a /b\]$'):
         find_plugin("x", ["/a", "/b"])
-    with pytest.raises(PluginNotFoundError, match="^no plugin name provided$"):
+    with pytest.raises(PluginNotFoundError, match=r"^no plugin name provided$"):
         find_plugin("", ["/a"])
-    with pytest.raises(PluginNotFoundError, match="^invalid plugin name: ../x$"):
+    with pytest.raises(PluginNotFoundError, match=r"^invalid plugin name: ../x$"):
         find_plugin("../x", [str(tmp_path)])
-    with pytest.raises(PluginNotFoundError, match="^no paths provided$"):
+    with pytest.raises(PluginNotFoundError, match=r"^no paths provided$"):
         find_plugin("x", [])
 
 
@@ -139,7 +139,7 @@ async def test_exec_failure_unparsable_stdout(tmp_path: Path) -> None:
 async def test_exec_killed_by_signal(tmp_path: Path) -> None:
     plugin = script(tmp_path, "p", "kill -9 $$\n")
     with pytest.raises(
-        PluginExecError, match="^netplugin failed with no error message: signal: killed$"
+        PluginExecError, match=r"^netplugin failed with no error message: signal: killed$"
     ):
         await exec_plugin(plugin, ENV, b"")
 
@@ -149,7 +149,7 @@ async def test_exec_timeout_kills_the_plugin(tmp_path: Path) -> None:
     marker = tmp_path / "alive"
     plugin = script(tmp_path, "hang", f"sleep 30\ntouch {marker}\n")
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match="hang"):
+    with pytest.raises(TimeoutError, match=r"hang"):
         await exec_plugin(plugin, ENV, b"", timeout=0.3)
     assert time.monotonic() - started < 5
 
@@ -179,6 +179,13 @@ async def test_version_of_real_bridge() -> None:
     assert info.cni_version == "1.0.0"  # Debian's 1.1.1 plugins are built on libcni 1.1.x
 
 
+def _read_dump(dump: Path) -> tuple[bytes, dict[str, str]]:
+    lines = Path(f"{dump}.env").read_text().splitlines()
+    return Path(f"{dump}.stdin").read_bytes(), dict(
+        line.split("=", 1) for line in lines if "=" in line
+    )
+
+
 @pytest.mark.anyio
 async def test_version_probe_env_and_stdin(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
@@ -189,10 +196,8 @@ async def test_version_probe_env_and_stdin(tmp_path: Path) -> None:
         """printf '{"cniVersion":"1.1.0","supportedVersions":["1.1.0"]}\\n'\n""",
     )
     assert await get_version_info(plugin) == VersionInfo("1.1.0", ("1.1.0",))
-    assert Path(f"{dump}.stdin").read_bytes() == b'{"cniVersion":"1.1.0"}'
-    env = dict(
-        line.split("=", 1) for line in Path(f"{dump}.env").read_text().splitlines() if "=" in line
-    )
+    stdin, env = _read_dump(dump)
+    assert stdin == b'{"cniVersion":"1.1.0"}'
     assert env["CNI_COMMAND"] == "VERSION"
     assert (env["CNI_NETNS"], env["CNI_IFNAME"], env["CNI_PATH"]) == ("dummy",) * 3
     assert env["CNI_CONTAINERID"] == "" and env["CNI_ARGS"] == ""
@@ -217,10 +222,10 @@ def test_decode_version_info_rules() -> None:
     assert decode_version_info(b'{"cniVersion":"0.2.0"}') == VersionInfo(
         "0.2.0", ("0.1.0", "0.2.0")
     )
-    with pytest.raises(ValueError, match="^decoding version info: missing field cniVersion$"):
+    with pytest.raises(ValueError, match=r"^decoding version info: missing field cniVersion$"):
         decode_version_info(b'{"supportedVersions":["1.0.0"]}')
     with pytest.raises(
-        ValueError, match="^decoding version info: missing field supportedVersions$"
+        ValueError, match=r"^decoding version info: missing field supportedVersions$"
     ):
         decode_version_info(b'{"cniVersion":"1.0.0","supportedVersions":[]}')
 
