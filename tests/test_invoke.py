@@ -281,3 +281,29 @@ async def test_delegate_to_real_host_local(tmp_path: Path) -> None:
     assert reservation.read_text().strip().startswith("deleg-1")
     await delegate_delete("host-local", config, environ=environ)
     assert not reservation.exists()
+
+
+@pytest.mark.anyio
+async def test_fake_delegation_records_and_answers() -> None:
+    import cnisdk._invoke as invoke
+    from cnisdk.testing._fakes import fake_delegation
+
+    with fake_delegation() as fake:
+        fake.respond(
+            "ADD", "host-local", {"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.2/24"}]}
+        )
+        fake.respond("DEL", "host-local", CNIError(11, "busy"))
+        env = {"CNI_COMMAND": "ADD", "CNI_PATH": "/nowhere"}
+        result = await invoke.delegate_add("host-local", {"cniVersion": "1.0.0"}, environ=env)
+        assert result.cni_version == "1.0.0"
+        with pytest.raises(CNIError, match="busy"):
+            await invoke.delegate_delete("host-local", b'{"cniVersion":"1.0.0"}', environ=env)
+        empty = await invoke.delegate_add("other", {"cniVersion": "0.4.0"}, environ=env)
+        assert empty.cni_version == "0.4.0"
+    assert [(c.command, c.plugin_type) for c in fake.calls] == [
+        ("ADD", "host-local"),
+        ("DEL", "host-local"),
+        ("ADD", "other"),
+    ]
+    assert fake.calls[1].environ["CNI_COMMAND"] == "DEL"
+    assert invoke.delegate_add is not None and "fake" not in repr(invoke.delegate_add)
