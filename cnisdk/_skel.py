@@ -422,5 +422,5 @@ def _close_handlers(log: logging.Logger) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) if str(exc) else ""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return text or type(exc).__name__

@@ -1,0 +1,242 @@
+"""The istio-redirect plugin: decide from the pod, then install the redirect rules.
+
+It fails closed: once a pod is known to need redirection, any error fails ADD with a CNI error
+that names the pod, so the pod never starts with traffic that bypasses its proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from cnisdk import CNIError, Context, ErrorCode, KubernetesArgs, Plugin, Result
+from cnisdk_istio_redirect._config import IstioRedirectConfig
+from cnisdk_istio_redirect._decision import (
+    InvalidAnnotationError,
+    decide_from_annotations,
+    redirect_spec_for,
+    skip_reason,
+)
+from cnisdk_istio_redirect._iptables_rules import Family
+from cnisdk_istio_redirect._pod import pod_info_from_api
+from cnisdk_istio_redirect._redirect import RedirectSpec
+
+__all__ = ["IstioRedirect"]
+
+POD_ANNOTATIONS_CAPABILITY = "io.kubernetes.cri.pod-annotations"
+AGENT_POD_PREFIX = "istio-cni-node-"
+
+
+class IstioRedirect(Plugin[IstioRedirectConfig]):
+    """Istio sidecar traffic redirection, as Istio's ``istio-cni`` plugin does it."""
+
+    chained = True
+    about = "CNI plugin istio-redirect (cnisdk): Istio sidecar traffic redirection"
+
+    def log_settings(self, config: IstioRedirectConfig) -> tuple[str | None, str | None]:
+        return config.effective_log_level, None
+
+    async def add(self, ctx: Context[IstioRedirectConfig]) -> Result:
+        prev = ctx.prev_result
+        assert prev is not None  # chained: the skel refuses ADD without a prevResult
+        decided = await self._decide(ctx)
+        if decided is None:
+            return prev
+        pod_ref, spec = decided
+        try:
+            families = await _pod_families(ctx, spec)
+            await _apply(ctx, spec, families)
+        except CNIError as exc:
+            raise CNIError(exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details)
+        except Exception as exc:
+            raise CNIError(
+                ErrorCode.INTERNAL, f"istio-redirect: pod {pod_ref}: failed to set up redirection: {exc}"
+            ) from exc
+        ctx.log.info("pod %s: redirection installed (%s, IPv%s)", pod_ref, spec.mode, families)
+        return prev
+
+    async def check(self, ctx: Context[IstioRedirectConfig]) -> None:
+        decided = await self._decide(ctx)
+        if decided is None:
+            return
+        pod_ref, spec = decided
+        families = await _pod_families(ctx, spec)
+        problems = await _verify(ctx, spec, families)
+        if problems:
+            raise CNIError(
+                ErrorCode.INTERNAL,
+                f"istio-redirect: pod {pod_ref}: redirect rules are not as ADD installed them",
+                "; ".join(problems),
+            )
+
+    async def delete(self, ctx: Context[IstioRedirectConfig]) -> None:
+        # The rules live in the pod's namespace and go away with it, as in Istio.
+        ctx.log.debug("DEL container=%s: nothing to remove", ctx.container_id)
+
+    async def _decide(self, ctx: Context[IstioRedirectConfig]) -> tuple[str, RedirectSpec] | None:
+        """``(pod, spec)`` when the pod must be redirected, ``None`` when it is skipped."""
+        config = ctx.config
+        args = ctx.load_args(KubernetesArgs)
+        name, namespace = args.K8S_POD_NAME, args.K8S_POD_NAMESPACE
+        if not name or not namespace:
+            ctx.log.info("no K8S_POD_NAME/K8S_POD_NAMESPACE in CNI_ARGS: not a Kubernetes pod, skip")
+            return None
+        pod_ref = f"{namespace}/{name}"
+        if namespace in config.excluded_namespaces:
+            ctx.log.info("pod %s: namespace is excluded, skip", pod_ref)
+            return None
+        if config.pod_namespace and namespace == config.pod_namespace and name.startswith(
+            AGENT_POD_PREFIX
+        ):
+            ctx.log.info("pod %s: the istio-cni node agent itself, skip", pod_ref)
+            return None
+        verdict = decide_from_annotations(ctx.runtime_config.get(POD_ANNOTATIONS_CAPABILITY))
+        if verdict.skip_reason is not None:
+            ctx.log.info("pod %s: %s (from runtime annotations), skip", pod_ref, verdict.skip_reason)
+            return None
+        obj = await _lookup_pod(config, namespace, name)
+        pod = pod_info_from_api(obj)
+        reason = skip_reason(pod)
+        if reason is not None:
+            ctx.log.info("pod %s: %s, skip", pod_ref, reason)
+            return None
+        try:
+            return pod_ref, redirect_spec_for(pod)
+        except InvalidAnnotationError as exc:
+            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {exc}")
+
+
+async def _lookup_pod(config: IstioRedirectConfig, namespace: str, name: str) -> dict[str, Any]:
+    # The HTTP client is imported only here: skipped pods never pay for it.
+    from cnisdk_istio_redirect import _kube
+
+    pod_ref = f"{namespace}/{name}"
+    try:
+        path = config.kubeconfig_path()
+        kube = _kube.load_kubeconfig(path) if path else _kube.load_incluster_config()
+    except _kube.KubeConfigError as exc:
+        raise CNIError(
+            ErrorCode.INVALID_NETWORK_CONFIG,
+            f"istio-redirect: pod {pod_ref}: cannot reach the Kubernetes API: {exc}",
+        ) from exc
+    try:
+        return await _kube.get_pod(
+            kube,
+            namespace,
+            name,
+            timeout=config.kube_api_timeout,
+            attempts=config.kube_api_attempts,
+            backoff=config.kube_api_backoff,
+        )
+    except _kube.KubeError as exc:
+        code = ErrorCode.TRY_AGAIN_LATER if exc.retryable else ErrorCode.INTERNAL
+        raise CNIError(code, f"istio-redirect: pod {pod_ref}: {exc}") from exc
+
+
+async def _pod_families(ctx: Context[IstioRedirectConfig], spec: RedirectSpec) -> tuple[Family, ...]:
+    """Which IP families get rules, by Istio's rule on the pod's addresses.
+
+    IPv4 rules are always installed. IPv6 rules are added when the first pod address is IPv6,
+    or with ``ISTIO_DUAL_STACK`` when any is. Addresses come from prevResult, else from the
+    namespace itself.
+    """
+    addresses = [ipaddress.ip_interface(ip.address).ip for ip in ctx.prev_result.ips] if (
+        ctx.prev_result
+    ) else []
+    if not addresses:
+        addresses = await _namespace_addresses(ctx)
+    usable = [a for a in addresses if not (a.is_loopback or a.is_link_local)]
+    if not usable:
+        return (4,)
+    wants_v6 = any(a.version == 6 for a in usable) if spec.dual_stack else usable[0].version == 6
+    return (4, 6) if wants_v6 else (4,)
+
+
+async def _namespace_addresses(
+    ctx: Context[IstioRedirectConfig],
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    netns = _require_netns(ctx)
+    completed = await netns.run_process(["ip", "-j", "addr", "show"], timeout=10)
+    if completed.returncode != 0:
+        raise CNIError(ErrorCode.INTERNAL, f"ip addr failed: {completed.stderr.decode().strip()}")
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for link in json.loads(completed.stdout or b"[]"):
+        for info in link.get("addr_info", []):
+            found.append(ipaddress.ip_address(info["local"]))
+    return found
+
+
+def _require_netns(ctx: Context[IstioRedirectConfig]) -> Any:
+    netns = ctx.netns
+    if netns is None:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, "CNI_NETNS is not set")
+    return netns
+
+
+def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
+    netns = _require_netns(ctx)
+
+    async def run(argv: Sequence[str], input: bytes | None = None) -> tuple[int, bytes, bytes]:
+        completed = await netns.run_process(list(argv), input=input, env=_TOOL_ENV, timeout=60)
+        return completed.returncode, completed.stdout, completed.stderr
+
+    return run
+
+
+# iptables/nft need no locale or lookups; a fixed PATH keeps the runtime's PATH from choosing
+# which binaries run as root.
+_TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+
+
+async def _apply(
+    ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
+) -> None:
+    from cnisdk_istio_redirect import _apply as apply_mod
+
+    runner = _runner(ctx)
+    if ctx.config.native_nftables:
+        await apply_mod.apply_nftables(runner, spec, ipv6=6 in families)
+    else:
+        await apply_mod.apply_iptables(
+            runner, spec, families, backend=_backend(ctx.config)
+        )
+    await _apply_netlink(ctx, spec, families)
+
+
+async def _verify(
+    ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
+) -> list[str]:
+    from cnisdk_istio_redirect import _apply as apply_mod
+
+    runner = _runner(ctx)
+    if ctx.config.native_nftables:
+        return list(await apply_mod.verify_nftables(runner, spec, ipv6=6 in families))
+    return list(
+        await apply_mod.verify_iptables(runner, spec, families, backend=_backend(ctx.config))
+    )
+
+
+def _backend(config: IstioRedirectConfig) -> Literal["legacy", "nft"] | None:
+    return None if config.iptables_backend == "auto" else config.iptables_backend
+
+
+async def _apply_netlink(
+    ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
+) -> None:
+    """TPROXY policy routing and the IPv6 ``::6`` passthrough source, through netlink."""
+    from cnisdk_istio_redirect._iptables_rules import (
+        loopback_addresses,
+        policy_routes,
+        policy_rules,
+    )
+
+    rules = [r for f in families for r in policy_rules(spec, f)]
+    routes = [r for f in families for r in policy_routes(spec, f)]
+    addresses = [a for f in families for a in loopback_addresses(spec, f)]
+    if not (rules or routes or addresses):
+        return
+    from cnisdk_istio_redirect._netlink import apply_links
+
+    await apply_links(_require_netns(ctx), rules, routes, addresses)

@@ -1,0 +1,449 @@
+"""The exec protocol against Go skel's observable behaviour (reference §1-§3, §9)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+
+from cnisdk import CNIError, Context, NetConf, Plugin, Result, handle_request
+from cnisdk.spec import ErrorCode
+
+GO_VERSIONS = ("0.3.1", "0.4.0", "1.0.0")
+BASE_ENV = {
+    "CNI_CONTAINERID": "abc",
+    "CNI_NETNS": "/x",
+    "CNI_IFNAME": "eth0",
+    "CNI_PATH": "/opt",
+}
+
+
+class Recorder(Plugin[NetConf]):
+    """Records what each verb saw; behaviour set per test."""
+
+    supported_versions = GO_VERSIONS
+    about = "CNI plugin x v1"
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.calls: list[tuple[str, Context[NetConf]]] = []
+
+    async def add(self, ctx: Context[NetConf]) -> Result:
+        self.calls.append(("ADD", ctx))
+        if self.fail:
+            raise self.fail
+        return ctx.prev_result or Result(cniVersion="1.1.0")
+
+    async def delete(self, ctx: Context[NetConf]) -> None:
+        self.calls.append(("DEL", ctx))
+        if self.fail:
+            raise self.fail
+
+    async def check(self, ctx: Context[NetConf]) -> None:
+        self.calls.append(("CHECK", ctx))
+
+    async def gc(self, ctx: Context[NetConf]) -> None:
+        self.calls.append(("GC", ctx))
+
+    async def status(self, ctx: Context[NetConf]) -> None:
+        self.calls.append(("STATUS", ctx))
+
+
+class AllVersions(Recorder):
+    supported_versions = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+
+def call(
+    plugin: Plugin[Any], env: dict[str, str], stdin: bytes | str = b""
+) -> tuple[bytes, bytes, int]:
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    response = anyio.run(handle_request, plugin, env, data)
+    return response.stdout, response.stderr, response.exit_code
+
+
+def error_of(stdout: bytes) -> dict[str, Any]:
+    doc = json.loads(stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def conf(version: str | None = "1.0.0", **extra: Any) -> str:
+    doc: dict[str, Any] = {"name": "n", "type": "x", **extra}
+    if version is not None:
+        doc["cniVersion"] = version
+    return json.dumps(doc)
+
+
+# --- §1 environment per verb -------------------------------------------------------------
+
+REQUIRED = {
+    "ADD": ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+    "CHECK": ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+    "DEL": ["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"],
+    "GC": ["CNI_PATH"],
+    "STATUS": ["CNI_PATH"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(REQUIRED))
+def test_each_verb_names_exactly_its_missing_variables(command: str) -> None:
+    stdout, _, code = call(Recorder(), {"CNI_COMMAND": command}, conf())
+    assert code == 1
+    missing = ",".join(REQUIRED[command])
+    assert error_of(stdout) == {"code": 4, "msg": f"required env variables [{missing}] missing"}
+
+
+@pytest.mark.parametrize("command", sorted(REQUIRED))
+@pytest.mark.parametrize("dropped", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"])
+def test_empty_value_counts_as_unset(command: str, dropped: str) -> None:
+    env = {**BASE_ENV, "CNI_COMMAND": command, dropped: ""}
+    stdout, _, code = call(AllVersions(), env, conf("1.1.0"))
+    if dropped in REQUIRED[command]:
+        assert code == 1
+        assert error_of(stdout) == {
+            "code": 4,
+            "msg": f"required env variables [{dropped}] missing",
+        }
+    else:
+        assert code == 0, stdout
+
+
+def test_del_without_netns_runs_callback_with_empty_netns() -> None:  # §9.6
+    plugin = Recorder()
+    env = {k: v for k, v in BASE_ENV.items() if k != "CNI_NETNS"}
+    stdout, _, code = call(plugin, {**env, "CNI_COMMAND": "DEL"}, conf())
+    assert (stdout, code) == (b"", 0)
+    [(verb, ctx)] = plugin.calls
+    assert verb == "DEL"
+    assert ctx.netns_path == ""
+    assert ctx.netns is None
+
+
+# --- §9 edge cases ------------------------------------------------------------------------
+
+
+def test_no_env_prints_about_to_stderr() -> None:  # §9.1
+    stdout, stderr, code = call(Recorder(), {}, b"")
+    assert (stdout, code) == (b"", 0)
+    assert stderr == b"CNI plugin x v1\nCNI protocol versions supported: 0.3.1, 0.4.0, 1.0.0\n"
+
+
+def test_version_ignores_stdin_and_env() -> None:  # §9.2
+    stdout, _, code = call(Recorder(), {"CNI_COMMAND": "VERSION"}, b"\x00garbage{")
+    assert code == 0
+    assert stdout == (b'{"cniVersion":"1.1.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}\n')
+
+
+def test_version_never_reads_stdin() -> None:
+    def explode() -> bytes:
+        raise AssertionError("stdin read for VERSION")
+
+    response = anyio.run(handle_request, Recorder(), {"CNI_COMMAND": "VERSION"}, explode)
+    assert response.exit_code == 0
+
+
+def test_add_with_only_command() -> None:  # §9.3
+    stdout, _, code = call(Recorder(), {"CNI_COMMAND": "ADD"}, b"")
+    assert code == 1
+    assert stdout == (
+        b'{\n    "code": 4,\n    "msg": "required env variables '
+        b'[CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"\n}'
+    )
+
+
+def test_missing_version_means_010() -> None:  # §9.4
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, '{"name":"n"}')
+    assert code == 1
+    assert error_of(stdout) == {
+        "code": 1,
+        "msg": "incompatible CNI versions",
+        "details": 'config is "0.1.0", plugin supports ["0.3.1" "0.4.0" "1.0.0"]',
+    }
+
+
+def test_version_match_is_exact() -> None:
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("1.0"))
+    assert code == 1
+    assert error_of(stdout)["details"].startswith('config is "1.0"')
+
+
+@pytest.mark.parametrize(
+    ("version", "msg"),
+    [
+        ("0.3.1", "config version does not allow CHECK"),
+        ("1.2.0", "plugin version does not allow CHECK"),
+    ],
+)
+def test_check_version_gate(version: str, msg: str) -> None:  # §9.5
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "CHECK"}, conf(version))
+    assert code == 1
+    assert error_of(stdout) == {"code": 1, "msg": msg}
+
+
+def test_check_runs_at_supported_version() -> None:
+    plugin = Recorder()
+    stdout, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "CHECK"}, conf("0.4.0"))
+    assert (stdout, code) == (b"", 0)
+    assert [verb for verb, _ in plugin.calls] == ["CHECK"]
+
+
+def test_empty_stdin_on_del() -> None:  # §9.7
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "DEL"}, b"")
+    assert code == 1
+    assert error_of(stdout) == {
+        "code": 6,
+        "msg": "error unmarshall network config: unexpected end of JSON input",
+    }
+
+
+def test_non_string_version_is_a_decoding_failure() -> None:  # §9.7
+    stdout, _, code = call(
+        Recorder(), {**BASE_ENV, "CNI_COMMAND": "DEL"}, '{"cniVersion":4,"name":"n"}'
+    )
+    assert code == 1
+    doc = error_of(stdout)
+    assert doc["code"] == 6
+    assert doc["msg"].startswith("decoding version from network config: json: cannot unmarshal")
+
+
+def test_prev_result_printed_in_config_version() -> None:  # §9.8
+    prev = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
+    stdout, _, code = call(
+        Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("0.4.0", prevResult=prev)
+    )
+    assert code == 0
+    assert json.loads(stdout) == {
+        "cniVersion": "0.4.0",
+        "ips": [{"version": "4", "address": "10.0.0.2/24"}],
+        "dns": {},
+    }
+
+
+def test_prev_result_without_version_inherits_config_version() -> None:  # §9.9
+    prev = {"ips": [{"version": "4", "address": "10.0.0.2/24"}]}
+    stdout, _, code = call(
+        Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("0.4.0", prevResult=prev)
+    )
+    assert code == 0
+    assert json.loads(stdout)["cniVersion"] == "0.4.0"
+
+
+def test_prev_result_of_other_family_is_refused_with_999() -> None:  # §9.9
+    prev = {"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
+    stdout, _, code = call(
+        Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("1.0.0", prevResult=prev)
+    )
+    assert code == 1
+    doc = error_of(stdout)
+    assert doc["code"] == 999
+    assert doc["msg"].startswith("could not parse prevResult: result type supports [1.0.0")
+    assert doc["msg"].endswith('but unmarshalled CNIVersion is "0.4.0"')
+
+
+@pytest.mark.parametrize(
+    ("container_id", "expected"),
+    [
+        ("abc\n", {"code": 4, "msg": "invalid characters in containerID", "details": "abc\n"}),
+        ("-a", {"code": 4, "msg": "invalid characters in containerID", "details": "-a"}),
+        ("a b", {"code": 4, "msg": "invalid characters in containerID", "details": "a b"}),
+        ("ä", {"code": 4, "msg": "invalid characters in containerID", "details": "ä"}),
+        ("A-b_c.d", None),
+    ],
+)
+def test_container_id_rules(container_id: str, expected: dict[str, Any] | None) -> None:  # §9.13
+    env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": container_id}
+    stdout, _, code = call(Recorder(), env, conf())
+    if expected is None:
+        assert code == 0, stdout
+    else:
+        assert (error_of(stdout), code) == (expected, 1)
+
+
+IFNAME_TOO_LONG = {
+    "code": 4,
+    "msg": "interface name is too long",
+    "details": "interface name should be less than 16 characters",
+}
+IFNAME_BAD_CHARS = {"code": 4, "msg": "interface name contains / or : or whitespace characters"}
+
+
+@pytest.mark.parametrize(
+    ("ifname", "expected"),
+    [
+        ("123456789012345", None),
+        ("1234567890123456", IFNAME_TOO_LONG),
+        ("ä1234567890123", None),
+        ("ä12345678901234", IFNAME_TOO_LONG),
+        ("\x1c", None),
+        ("a\u00a0b", IFNAME_BAD_CHARS),
+        ("eth0:1", IFNAME_BAD_CHARS),
+        ("a/b", IFNAME_BAD_CHARS),
+        ("...", None),
+        ("..", {"code": 4, "msg": "interface name is . or .."}),
+        (".", {"code": 4, "msg": "interface name is . or .."}),
+    ],
+)
+def test_interface_name_rules(ifname: str, expected: dict[str, Any] | None) -> None:  # §9.14
+    env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_IFNAME": ifname}
+    stdout, _, code = call(Recorder(), env, conf())
+    if expected is None:
+        assert code == 0, stdout
+    else:
+        assert (error_of(stdout), code) == (expected, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("", {"code": 7, "msg": "missing network name"}),
+        (
+            "bad name",
+            {"code": 7, "msg": "invalid characters found in network name", "details": "bad name"},
+        ),
+    ],
+)
+def test_network_name_rules(name: str, expected: dict[str, Any]) -> None:
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": name})
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, stdin)
+    assert (error_of(stdout), code) == (expected, 1)
+
+
+def test_plain_exception_becomes_999() -> None:  # §9.15
+    stdout, _, code = call(
+        Recorder(RuntimeError("boom")), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf()
+    )
+    assert code == 1
+    assert stdout == b'{\n    "code": 999,\n    "msg": "boom"\n}'
+
+
+def test_multiline_exception_message_is_one_line() -> None:
+    plugin = Recorder(RuntimeError("first\nsecond"))
+    stdout, _, _ = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf())
+    assert error_of(stdout) == {"code": 999, "msg": "first second"}
+
+
+def test_cni_error_printed_verbatim() -> None:  # §9.15
+    plugin = Recorder(CNIError(11, "try later", "busy"))
+    stdout, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf())
+    assert code == 1
+    assert stdout == b'{\n    "code": 11,\n    "msg": "try later",\n    "details": "busy"\n}'
+
+
+def test_keys_match_case_insensitively() -> None:  # §9.16
+    plugin = Recorder()
+    stdin = '{"CNIVERSION":"0.4.0","NAME":"mynet","type":"x"}'
+    stdout, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, stdin)
+    assert code == 0, stdout
+    [(_, ctx)] = plugin.calls
+    assert (ctx.config.name, ctx.config.cni_version) == ("mynet", "0.4.0")
+
+
+def test_duplicate_keys_last_wins() -> None:  # §9.16
+    plugin = Recorder()
+    stdin = '{"cniVersion":"0.4.0","name":"first","name":"second","type":"x"}'
+    _, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, stdin)
+    assert code == 0
+    assert plugin.calls[0][1].config.name == "second"
+
+
+def test_unknown_config_keys_reach_plugin_unchanged() -> None:  # §9.17
+    plugin = Recorder()
+    _, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf(custom={"a": 1}))
+    assert code == 0
+    config = plugin.calls[0][1].config
+    assert config.model_extra == {"custom": {"a": 1}}
+    assert config.to_dict() == {"cniVersion": "1.0.0", "name": "n", "type": "x", "custom": {"a": 1}}
+
+
+def test_gc_needs_110_config() -> None:  # §9.19
+    stdout, _, code = call(AllVersions(), {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}, conf("1.0.0"))
+    assert (error_of(stdout), code) == ({"code": 1, "msg": "config version does not allow GC"}, 1)
+
+
+def test_gc_null_attachments_is_empty() -> None:  # §9.19
+    plugin = AllVersions()
+    stdin = conf("1.1.0", **{"cni.dev/valid-attachments": None})
+    stdout, _, code = call(plugin, {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}, stdin)
+    assert (stdout, code) == (b"", 0)
+    assert plugin.calls[0][1].valid_attachments == ()
+
+
+def test_gc_reads_valid_attachments_then_legacy_key() -> None:
+    plugin = AllVersions()
+    attachments = [{"containerID": "c1", "ifname": "eth0"}]
+    stdin = conf("1.1.0", **{"cni.dev/attachments": attachments})
+    call(plugin, {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}, stdin)
+    [(_, ctx)] = plugin.calls
+    assert [(a.container_id, a.ifname) for a in ctx.valid_attachments] == [("c1", "eth0")]
+
+
+def test_status_is_gated_like_gc() -> None:
+    env = {"CNI_COMMAND": "STATUS", "CNI_PATH": "/opt"}
+    stdout, _, code = call(Recorder(), env, conf("1.1.0"))
+    assert (error_of(stdout), code) == (
+        {"code": 1, "msg": "plugin version does not allow STATUS"},
+        1,
+    )
+    stdout, _, code = call(AllVersions(), env, conf("1.1.0"))
+    assert (stdout, code) == (b"", 0)
+
+
+def test_unknown_command_is_case_sensitive() -> None:
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "add"}, conf())
+    assert (error_of(stdout), code) == ({"code": 4, "msg": "unknown CNI_COMMAND: add"}, 1)
+
+
+def test_own_netns_is_refused_unless_overridden() -> None:  # §9.20, decided before the callback
+    plugin = Recorder()
+    env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_NETNS": "/proc/self/ns/net"}
+    stdout, _, code = call(plugin, env, conf())
+    assert code == 1
+    assert error_of(stdout) == {
+        "code": 8,
+        "msg": "plugin's netns and netns from CNI_NETNS should not be the same",
+    }
+    assert plugin.calls == []
+    _, _, code = call(plugin, {**env, "CNI_NETNS_OVERRIDE": "TRUE"}, conf())
+    assert code == 0
+
+
+def test_chained_plugin_requires_prev_result() -> None:
+    class Chained(Recorder):
+        chained = True
+
+    stdout, _, code = call(Chained(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf())
+    assert (error_of(stdout), code) == ({"code": 7, "msg": "must be called as chained plugin"}, 1)
+
+
+def test_config_model_errors_name_the_field() -> None:
+    class Typed(NetConf):
+        mtu: int = 1500
+
+    class TypedPlugin(Recorder, Plugin[Typed]):  # type: ignore[misc]
+        config_model = Typed
+
+    stdout, _, code = call(TypedPlugin(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf(mtu="big"))
+    assert code == 1
+    doc = error_of(stdout)
+    assert doc["code"] == 7
+    assert doc["msg"].startswith("invalid network config: mtu:")
+
+
+def test_cni_args_parsed_lazily_with_go_errors() -> None:
+    seen: list[Any] = []
+
+    class ArgsReader(Recorder):
+        async def add(self, ctx: Context[NetConf]) -> Result:
+            seen.append(dict(ctx.args))
+            return Result(cniVersion="1.1.0")
+
+    env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=p;X=a=b"}
+    _, _, code = call(ArgsReader(), env, conf())
+    assert code == 0
+    assert seen == [{"IgnoreUnknown": "1", "K8S_POD_NAME": "p", "X": "a=b"}]
+
+    env["CNI_ARGS"] = "K=V;"
+    stdout, _, code = call(ArgsReader(), env, conf())
+    assert (error_of(stdout), code) == ({"code": 999, "msg": 'ARGS: invalid pair ""'}, 1)
