@@ -24,7 +24,10 @@ DOCS = Path(__file__).parents[2] / "docs" / "validate.md"
 
 
 async def check(
-    *paths: Path | str, cni_path: list[str], exec_binaries: bool = True, timeout: float = 5
+    *paths: Path | str,
+    cni_path: list[str],
+    exec_binaries: bool = True,
+    timeout: float = 5,  # noqa: ASYNC109
 ) -> list[FileReport]:
     return await validate_paths(
         [str(p) for p in paths], cni_path=cni_path, exec_binaries=exec_binaries, timeout=timeout
