@@ -143,6 +143,7 @@ _MAY_CHAIN_LATER = frozenset({"cilium-cni", "loopback", "multus"})
 # can hold safely (same pattern as cnisdk._discovery).
 _TYPE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 _NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z", re.ASCII)
+_SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 _BOOL_FLAGS = ("disableCheck", "disableGC", "loadOnlyInlinedPlugins")
 # Top-level and per-plugin keys Go decodes into struct fields, matched case-insensitively.
 _LIST_KEYS = ("cniVersion", "cniVersions", "name", "plugins", *_BOOL_FLAGS)
@@ -1241,4 +1242,7 @@ async def validate_paths(
                     "not checked against their models",
                 )
             )
+    for report in reports:
+        # Most severe first; within a severity, the order the checks ran (file order).
+        report.findings.sort(key=lambda f: _SEVERITY_RANK[f.severity])
     return reports
