@@ -194,7 +194,8 @@ async def test_not_executable_and_missing(tmp_path: Path) -> None:
         ("CV200", "error", "plugins[0].type"),
         ("CV400", "error", "plugins[0].type"),
     ]
-    assert "cnisdk install --bin-dir DIR passthrough" in report.findings[-1].message
+    (missing,) = [f for f in report.findings if f.code == "CV200"]
+    assert "cnisdk install --bin-dir DIR passthrough" in missing.message
 
 
 @pytest.mark.anyio
