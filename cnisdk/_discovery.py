@@ -7,10 +7,14 @@ registered by two distributions, an entry that does not import, or an object tha
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cnisdk._plugin import Plugin
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -45,12 +49,12 @@ class PluginEntry:
         """``module:attr``, what a launcher imports."""
         return f"{self.module}:{self.attr}"
 
-    def load(self) -> type[Any]:
+    def load(self) -> builtins.type[Plugin[Any]]:
         """Import the plugin class. :raises PluginLoadError: if it is not a ``Plugin`` subclass."""
         return import_plugin_class(self.module, self.attr, self.type)
 
 
-def import_plugin_class(module: str, attr: str, plugin_type: str = "") -> type[Any]:
+def import_plugin_class(module: str, attr: str, plugin_type: str = "") -> type[Plugin[Any]]:
     """Import ``module:attr`` and check that it is a ``cnisdk.Plugin`` subclass."""
     from cnisdk._plugin import Plugin
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-    from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
+    from pyroute2 import AsyncIPRoute
 
 __all__ = [
     "NetNS",

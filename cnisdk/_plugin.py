@@ -220,7 +220,7 @@ class Plugin(Generic[ConfigT]):
         """GC: remove resources of attachments not in ``ctx.valid_attachments``. Default: none."""
 
     async def status(self, ctx: Context[ConfigT]) -> None:
-        """STATUS: raise ``CNIError`` code 50/51 when the plugin cannot serve ADD. Default: ready."""
+        """STATUS: raise ``CNIError`` code 50 or 51 when ADD cannot be served. Default: ready."""
 
     def log_settings(self, config: ConfigT) -> tuple[str | None, str | None]:
         """The log level and log file for a request, from the config's ``log_level``/``log_file``.

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
-from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
+from cnisdk.spec._errors import CNIError, ErrorCode
 from cnisdk.spec._json import dumps_compact
 from cnisdk.spec._names import (
     validate_container_id,
@@ -173,7 +173,9 @@ async def _call(
                 raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "must be called as chained plugin")
             result = await plugin.add(ctx)
             if result is None:
-                raise CNIError(ErrorCode.INTERNAL, f"{type(plugin).__name__}.add returned no result")
+                raise CNIError(
+                    ErrorCode.INTERNAL, f"{type(plugin).__name__}.add returned no result"
+                )
             return Response(result_to_json(convert_result(result, config.cni_version)), b"", 0)
         if command == "DEL":
             await plugin.delete(ctx)
@@ -378,7 +380,8 @@ def _valid_attachments(doc: dict[str, Any]) -> tuple[Attachment, ...]:
     for entry in raw:
         if not isinstance(entry, dict):
             raise CNIError(
-                ErrorCode.INVALID_NETWORK_CONFIG, "cni.dev/valid-attachments entries must be objects"
+                ErrorCode.INVALID_NETWORK_CONFIG,
+                "cni.dev/valid-attachments entries must be objects",
             )
         attachments.append(
             Attachment(str(entry.get("containerID", "")), str(entry.get("ifname", "")))

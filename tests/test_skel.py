@@ -9,7 +9,6 @@ import anyio
 import pytest
 
 from cnisdk import CNIError, Context, NetConf, Plugin, Result, handle_request
-from cnisdk.spec import ErrorCode
 
 GO_VERSIONS = ("0.3.1", "0.4.0", "1.0.0")
 BASE_ENV = {

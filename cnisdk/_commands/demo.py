@@ -117,6 +117,8 @@ def _step(text: str) -> None:
 
 
 async def _demo(go_plugins: list[str]) -> int:
+    import anyio
+
     from cnisdk._discovery import PluginLoadError, get_plugin
     from cnisdk._launcher import write_launcher
     from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
@@ -195,7 +197,7 @@ async def _demo(go_plugins: list[str]) -> int:
             finally:
                 _step("DEL and clean-up")
                 await runtime.delete(network, rt)
-                subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+                await anyio.run_process(["ip", "link", "del", bridge], check=False)
                 print("deleted the attachment, the bridge and the namespace")
     print("\ndemo finished: traffic from the pod is redirected to the sidecar.")
     return 0

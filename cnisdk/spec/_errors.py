@@ -71,7 +71,7 @@ class CNIError(Exception):
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> CNIError:
-        """Read an error document as a runtime does: a missing code is 0, ``cniVersion`` is ignored."""
+        """Read an error document as a runtime does: no code means 0; ``cniVersion`` is ignored."""
         code = doc.get("code", 0)
         msg = doc.get("msg", "")
         details = doc.get("details", "")

@@ -6,10 +6,16 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["dumps_go", "dumps_compact", "fold_keys"]
+__all__ = ["dumps_compact", "dumps_go", "fold_keys"]
 
 # Go escapes these inside strings by default (json.Marshal's HTML-safe mode).
-_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_HTML_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def _escape_html(text: str) -> str:

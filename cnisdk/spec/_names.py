@@ -27,7 +27,9 @@ def validate_container_id(container_id: str) -> None:
         raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "missing containerID")
     if not _ID_PATTERN.match(container_id):
         raise CNIError(
-            ErrorCode.INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID", container_id
+            ErrorCode.INVALID_ENVIRONMENT_VARIABLES,
+            "invalid characters in containerID",
+            container_id,
         )
 
 

@@ -9,12 +9,12 @@ __all__ = [
     "CURRENT_VERSION",
     "VersionFamily",
     "parse_version",
-    "version_family",
-    "version_at_least",
     "supports_check",
     "supports_gc",
-    "supports_status",
     "supports_prev_result_on_delete",
+    "supports_status",
+    "version_at_least",
+    "version_family",
 ]
 
 ALL_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -35,6 +35,7 @@ _FAMILIES: dict[str, VersionFamily] = {
     "1.0.0": "1.0",
     "1.1.0": "1.0",
 }
+
 
 def parse_version(version: str) -> tuple[int, int, int]:
     """Parse a version as Go's ``version.ParseVersion`` does, for ordering.
