@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import anyio
+
 from cnisdk import CNIError, Context, ErrorCode, KubernetesArgs, Plugin, Result
 from cnisdk_istio_redirect._config import IstioRedirectConfig
 from cnisdk_istio_redirect._decision import (
@@ -19,7 +21,12 @@ from cnisdk_istio_redirect._decision import (
     redirect_spec_for,
     skip_reason,
 )
-from cnisdk_istio_redirect._iptables_rules import Family
+from cnisdk_istio_redirect._iptables_rules import (
+    Family,
+    LoopbackAddress,
+    PolicyRoute,
+    PolicyRule,
+)
 from cnisdk_istio_redirect._pod import pod_info_from_api
 from cnisdk_istio_redirect._redirect import RedirectSpec
 
@@ -49,12 +56,20 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
             families = await _pod_families(ctx, spec)
             await _apply(ctx, spec, families)
         except CNIError as exc:
-            raise CNIError(exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details)
+            raise CNIError(
+                exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details
+            ) from exc
         except Exception as exc:
             raise CNIError(
-                ErrorCode.INTERNAL, f"istio-redirect: pod {pod_ref}: failed to set up redirection: {exc}"
+                ErrorCode.INTERNAL,
+                f"istio-redirect: pod {pod_ref}: failed to set up redirection: {exc}",
             ) from exc
-        ctx.log.info("pod %s: redirection installed (%s, IPv%s)", pod_ref, spec.mode, families)
+        ctx.log.info(
+            "pod %s: redirection installed (%s, IPv%s)",
+            pod_ref,
+            spec.mode,
+            "+IPv".join(map(str, families)),
+        )
         return prev
 
     async def check(self, ctx: Context[IstioRedirectConfig]) -> None:
@@ -62,8 +77,18 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         if decided is None:
             return
         pod_ref, spec = decided
-        families = await _pod_families(ctx, spec)
-        problems = await _verify(ctx, spec, families)
+        try:
+            families = await _pod_families(ctx, spec)
+            problems = await _verify(ctx, spec, families)
+        except CNIError as exc:
+            raise CNIError(
+                exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details
+            ) from exc
+        except Exception as exc:
+            raise CNIError(
+                ErrorCode.INTERNAL,
+                f"istio-redirect: pod {pod_ref}: cannot read the redirect rules: {exc}",
+            ) from exc
         if problems:
             raise CNIError(
                 ErrorCode.INTERNAL,
@@ -81,20 +106,26 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         args = ctx.load_args(KubernetesArgs)
         name, namespace = args.K8S_POD_NAME, args.K8S_POD_NAMESPACE
         if not name or not namespace:
-            ctx.log.info("no K8S_POD_NAME/K8S_POD_NAMESPACE in CNI_ARGS: not a Kubernetes pod, skip")
+            ctx.log.info(
+                "no K8S_POD_NAME/K8S_POD_NAMESPACE in CNI_ARGS: not a Kubernetes pod, skip"
+            )
             return None
         pod_ref = f"{namespace}/{name}"
         if namespace in config.excluded_namespaces:
             ctx.log.info("pod %s: namespace is excluded, skip", pod_ref)
             return None
-        if config.pod_namespace and namespace == config.pod_namespace and name.startswith(
-            AGENT_POD_PREFIX
+        if (
+            config.pod_namespace
+            and namespace == config.pod_namespace
+            and name.startswith(AGENT_POD_PREFIX)
         ):
             ctx.log.info("pod %s: the istio-cni node agent itself, skip", pod_ref)
             return None
         verdict = decide_from_annotations(ctx.runtime_config.get(POD_ANNOTATIONS_CAPABILITY))
         if verdict.skip_reason is not None:
-            ctx.log.info("pod %s: %s (from runtime annotations), skip", pod_ref, verdict.skip_reason)
+            ctx.log.info(
+                "pod %s: %s (from runtime annotations), skip", pod_ref, verdict.skip_reason
+            )
             return None
         obj = await _lookup_pod(config, namespace, name)
         pod = pod_info_from_api(obj)
@@ -105,7 +136,9 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         try:
             return pod_ref, redirect_spec_for(pod)
         except InvalidAnnotationError as exc:
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {exc}")
+            raise CNIError(
+                ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {exc}"
+            ) from exc
 
 
 async def _lookup_pod(config: IstioRedirectConfig, namespace: str, name: str) -> dict[str, Any]:
@@ -135,16 +168,20 @@ async def _lookup_pod(config: IstioRedirectConfig, namespace: str, name: str) ->
         raise CNIError(code, f"istio-redirect: pod {pod_ref}: {exc}") from exc
 
 
-async def _pod_families(ctx: Context[IstioRedirectConfig], spec: RedirectSpec) -> tuple[Family, ...]:
+async def _pod_families(
+    ctx: Context[IstioRedirectConfig], spec: RedirectSpec
+) -> tuple[Family, ...]:
     """Which IP families get rules, by Istio's rule on the pod's addresses.
 
     IPv4 rules are always installed. IPv6 rules are added when the first pod address is IPv6,
     or with ``ISTIO_DUAL_STACK`` when any is. Addresses come from prevResult, else from the
     namespace itself.
     """
-    addresses = [ipaddress.ip_interface(ip.address).ip for ip in ctx.prev_result.ips] if (
-        ctx.prev_result
-    ) else []
+    addresses = (
+        [ipaddress.ip_interface(ip.address).ip for ip in ctx.prev_result.ips]
+        if (ctx.prev_result)
+        else []
+    )
     if not addresses:
         addresses = await _namespace_addresses(ctx)
     usable = [a for a in addresses if not (a.is_loopback or a.is_link_local)]
@@ -199,10 +236,33 @@ async def _apply(
     if ctx.config.native_nftables:
         await apply_mod.apply_nftables(runner, spec, ipv6=6 in families)
     else:
-        await apply_mod.apply_iptables(
-            runner, spec, families, backend=_backend(ctx.config)
-        )
-    await _apply_netlink(ctx, spec, families)
+        await apply_mod.apply_iptables(runner, spec, families, backend=_backend(ctx.config))
+    try:
+        await _apply_netlink(ctx, spec, families)
+    except BaseException:
+        # The packet-filter rules are in but the policy routing is not: TPROXY would mark
+        # packets nothing delivers. Fail closed *and* clean, as for a failed restore.
+        with anyio.CancelScope(shield=True):
+            await _remove_rules(ctx, runner, families)
+        raise
+
+
+async def _remove_rules(
+    ctx: Context[IstioRedirectConfig], runner: Any, families: tuple[Family, ...]
+) -> None:
+    """Best-effort removal of everything ``_apply`` installed (the error in flight wins)."""
+    from cnisdk_istio_redirect import _apply as apply_mod
+
+    try:
+        if ctx.config.native_nftables:
+            from cnisdk_istio_redirect._nftables_rules import NFT_TABLES
+
+            script = "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in NFT_TABLES)
+            await runner(["nft", "-f", "-"], script.encode())
+        else:
+            await apply_mod.remove_iptables(runner, families, backend=_backend(ctx.config))
+    except Exception as exc:
+        ctx.log.error("could not remove the redirect rules after a failed ADD: %s", exc)
 
 
 async def _verify(
@@ -212,10 +272,12 @@ async def _verify(
 
     runner = _runner(ctx)
     if ctx.config.native_nftables:
-        return list(await apply_mod.verify_nftables(runner, spec, ipv6=6 in families))
-    return list(
-        await apply_mod.verify_iptables(runner, spec, families, backend=_backend(ctx.config))
-    )
+        problems = list(await apply_mod.verify_nftables(runner, spec, ipv6=6 in families))
+    else:
+        problems = list(
+            await apply_mod.verify_iptables(runner, spec, families, backend=_backend(ctx.config))
+        )
+    return problems + await _verify_netlink(ctx, spec, families)
 
 
 def _backend(config: IstioRedirectConfig) -> Literal["legacy", "nft"] | None:
@@ -226,6 +288,29 @@ async def _apply_netlink(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> None:
     """TPROXY policy routing and the IPv6 ``::6`` passthrough source, through netlink."""
+    rules, routes, addresses = _link_state(spec, families)
+    if not (rules or routes or addresses):
+        return
+    from cnisdk_istio_redirect._netlink import apply_links
+
+    await apply_links(_require_netns(ctx), rules, routes, addresses)
+
+
+async def _verify_netlink(
+    ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
+) -> list[str]:
+    rules, routes, addresses = _link_state(spec, families)
+    if not (rules or routes or addresses):
+        return []
+    from cnisdk_istio_redirect._netlink import verify_links
+
+    return await verify_links(_require_netns(ctx), rules, routes, addresses)
+
+
+def _link_state(
+    spec: RedirectSpec, families: tuple[Family, ...]
+) -> tuple[list[PolicyRule], list[PolicyRoute], list[LoopbackAddress]]:
+    """The policy rules, routes and ``lo`` addresses ``spec`` needs in ``families``."""
     from cnisdk_istio_redirect._iptables_rules import (
         loopback_addresses,
         policy_routes,
@@ -235,8 +320,4 @@ async def _apply_netlink(
     rules = [r for f in families for r in policy_rules(spec, f)]
     routes = [r for f in families for r in policy_routes(spec, f)]
     addresses = [a for f in families for a in loopback_addresses(spec, f)]
-    if not (rules or routes or addresses):
-        return
-    from cnisdk_istio_redirect._netlink import apply_links
-
-    await apply_links(_require_netns(ctx), rules, routes, addresses)
+    return rules, routes, addresses
