@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -77,10 +78,10 @@ async def handle_request(
     try:
         return await _dispatch(plugin, environ, stdin, stream, log)
     except CNIError as exc:
-        return Response(exc.to_json(), b"", 1)
+        return Response(_error_json(exc), b"", 1)
     except Exception as exc:  # a plugin bug must still produce a CNI error, never a traceback
         log.error("internal error: %s", exc, exc_info=True)
-        return Response(CNIError(ErrorCode.INTERNAL, _one_line(exc)).to_json(), b"", 1)
+        return Response(_error_json(CNIError(ErrorCode.INTERNAL, _one_line(exc))), b"", 1)
     finally:
         _close_handlers(log)
 
@@ -141,7 +142,7 @@ async def _call(
     stream: IO[str],
     log: logging.Logger,
 ) -> Response:
-    doc = json.loads(data)
+    doc = _load_json(data)
     config = _parse_config(plugin, doc)
     level, log_file = plugin.log_settings(config)
     if level or log_file:
@@ -233,9 +234,7 @@ def _read_stdin(stdin: StdinSource) -> bytes:
 def _go_json_error(data: bytes) -> str:
     """The message Go's encoding/json gives for input it cannot parse (the common cases)."""
     try:
-        json.loads(data)
-    except UnicodeDecodeError:
-        return "invalid character in string literal"
+        _load_json(data)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(exc.doc.rstrip()):
             return "unexpected end of JSON input"
@@ -260,19 +259,62 @@ def _json_kind(value: Any) -> str:
     return "string"
 
 
-def _decode_object(data: bytes, prefix: str) -> dict[str, Any]:
+# reflect's String() of the anonymous structs Go's skel decodes stdin into.
+_GO_STRUCTS = {
+    "name": 'struct { Name string "json:\\"name\\"" }',
+    "cniVersion": 'struct { CNIVersion string "json:\\"cniVersion\\"" }',
+}
+
+
+def _decode_object(data: bytes, prefix: str, key: str) -> dict[str, Any]:
     error = _go_json_error(data)
     if error:
         raise CNIError(ErrorCode.DECODING_FAILURE, f"{prefix}: {error}")
-    doc = json.loads(data)
+    doc = _load_json(data)
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise CNIError(
             ErrorCode.DECODING_FAILURE,
-            f"{prefix}: json: cannot unmarshal {_json_kind(doc)} into Go value of type struct",
+            f"{prefix}: json: cannot unmarshal {_json_kind(doc)} into Go value of type "
+            f"{_GO_STRUCTS[key]}",
         )
     return doc
+
+
+def _load_json(data: bytes) -> Any:
+    """Parse stdin as Go's decoder does: invalid UTF-8 and lone surrogates become U+FFFD.
+
+    ``json.loads(bytes)`` would also guess UTF-16/32 and skip a BOM, which Go never does.
+    """
+    return _replace_surrogates(json.loads(data.decode("utf-8", errors="replace")))
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _error_json(exc: CNIError) -> bytes:
+    """The error document; text from undecodable environment bytes (surrogate escapes) is
+    written as ``\\ufffd``, as Go's json.Marshal writes invalid UTF-8."""
+    try:
+        return exc.to_json()
+    except UnicodeEncodeError:
+        text = exc.msg + exc.details
+        sentinel = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+        clean = CNIError(
+            exc.code, _SURROGATE.sub(sentinel, exc.msg), _SURROGATE.sub(sentinel, exc.details)
+        )
+        return clean.to_json().replace(sentinel.encode(), b"\\ufffd")
 
 
 def _string_field(doc: dict[str, Any], key: str, prefix: str) -> str:
@@ -294,13 +336,13 @@ def _string_field(doc: dict[str, Any], key: str, prefix: str) -> str:
 
 def _validate_config_name(data: bytes) -> None:
     prefix = "error unmarshall network config"
-    name = _string_field(_decode_object(data, prefix), "name", prefix)
+    name = _string_field(_decode_object(data, prefix, "name"), "name", prefix)
     validate_network_name(name)
 
 
 def _config_version(data: bytes) -> str:
     prefix = "decoding version from network config"
-    version = _string_field(_decode_object(data, prefix), "cniVersion", prefix)
+    version = _string_field(_decode_object(data, prefix, "cniVersion"), "cniVersion", prefix)
     return version or "0.1.0"
 
 
