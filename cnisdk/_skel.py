@@ -146,8 +146,9 @@ async def _call(
     config = _parse_config(plugin, doc)
     level, log_file = plugin.log_settings(config)
     if level or log_file:
-        _close_handlers(log)
-        log = _make_logger(plugin, level or environ.get("CNISDK_LOG_LEVEL"), log_file, stream)
+        # Reconfigure the request's logger in place: handle_request logs internal errors
+        # (with the traceback) to it after this returns, and closes it.
+        _configure_logger(log, level or environ.get("CNISDK_LOG_LEVEL"), log_file)
     prev_result = None
     if config.prev_result is not None and command != "GC":
         prev_result = to_current(parse_prev_result(config.prev_result, config.cni_version))
@@ -189,7 +190,6 @@ async def _call(
         return Response(b"", b"", 0)
     finally:
         ctx.close()
-        _close_handlers(log)
 
 
 def run(plugin: Plugin[Any] | type[Plugin[Any]]) -> NoReturn:
@@ -436,11 +436,16 @@ def _make_logger(
 ) -> logging.Logger:
     # A private logger per request: concurrent requests (in an agent) never share handlers.
     log = logging.Logger(f"cnisdk.{type(plugin).__name__}")
+    handler: logging.Handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    log.addHandler(handler)
+    _configure_logger(log, level, log_file)
+    return log
+
+
+def _configure_logger(log: logging.Logger, level: str | None, log_file: str | None) -> None:
     log.setLevel(_level(level))
     formatter = logging.Formatter(_LOG_FORMAT)
-    handler: logging.Handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
-    log.addHandler(handler)
     if log_file:
         try:
             file_handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -449,7 +454,6 @@ def _make_logger(
         else:
             file_handler.setFormatter(formatter)
             log.addHandler(file_handler)
-    return log
 
 
 def _level(name: str | None) -> int:
