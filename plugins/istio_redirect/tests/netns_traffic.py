@@ -221,7 +221,7 @@ def pod_net(prefix: str = "cnisdk-ir-") -> Iterator[PodNet]:
         yield PodNet(pair, pod_ip, peer_ip)
 
 
-def tcp_listener(port: int, *, host: str = "0.0.0.0", transparent: bool = False) -> socket.socket:
+def tcp_listener(port: int, host: str = "0.0.0.0", transparent: bool = False) -> socket.socket:
     """A listening TCP socket (call it inside the namespace, e.g. via ``NetNS.run``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
@@ -270,10 +270,9 @@ def unprivileged_python() -> str | None:
     return None
 
 
-# A TCP client for a child running as another user: connects, sends its uid, reads one line.
+# A TCP client for a child running as another user: connects, says who it is, closes.
 CLIENT_CODE = """
 import os, socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-s.sendall(b"uid=%d\\n" % os.getuid())
-print(s.recv(100).decode().strip())
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+    s.sendall(b"uid=%d gid=%d" % (os.getuid(), os.getgid()))
 """
