@@ -19,6 +19,7 @@ PREV: dict[str, Any] = {
 }
 
 
+# --8<-- [start:versions]
 async def test_add_returns_the_previous_result() -> None:
     config = {"cniVersion": "1.0.0", "name": "net", "type": "passthrough", "prevResult": PREV}
     outcome = await invoke(Passthrough, "ADD", config, netns="/var/run/netns/test")
@@ -34,6 +35,9 @@ async def test_add_speaks_an_older_config_version() -> None:
     outcome = await invoke(Passthrough, "ADD", config, netns="/var/run/netns/test")
     assert outcome.json()["cniVersion"] == "0.3.1"
     assert outcome.json()["ips"][0]["version"] == "4"
+
+
+# --8<-- [end:versions]
 
 
 async def test_add_without_a_previous_plugin_is_refused() -> None:
