@@ -19,6 +19,7 @@ __all__ = ["main"]
 # `configure(parser)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("install", "write launchers for plugin types into a CNI bin directory"),
+    "uninstall": ("uninstall", "remove plugin launchers and their config entries from a node"),
     "list": ("list_", "show the plugin types cnisdk can install and where they come from"),
     "exec": ("exec_", "run a network configuration (a chain) like a container runtime does"),
     "validate": ("validate", "check CNI network configs and the plugins they name"),

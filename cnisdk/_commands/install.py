@@ -1,46 +1,243 @@
-"""``cnisdk install``: write launchers for plugin types into a CNI bin directory."""
+"""``cnisdk install``: launchers into a CNI bin dir; with ``--conf-dir`` a whole node install.
+
+Without ``--conf-dir`` only the launchers are written (the original behaviour). With it, the
+plugins are also chained into the node's primary config, a kubeconfig can be written from a
+service account, and ``--watch`` keeps all of it in place until SIGTERM, then removes it.
+The logic and its guarantees are in :mod:`cnisdk._node_install`.
+
+Exit status: 0 installed (or, with ``--watch``, stopped and uninstalled cleanly), 1 the
+install failed, 2 usage errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["configure", "run"]
+if TYPE_CHECKING:
+    from cnisdk._discovery import PluginEntry
+    from cnisdk._node_install import InstallSpec
+
+__all__ = ["add_common_arguments", "build_spec", "configure", "run"]
+
+_EPILOG = """\
+examples:
+  cnisdk install --bin-dir /opt/cni/bin istio-redirect passthrough
+  cnisdk install istio-redirect --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d \\
+      --chain '{"type": "istio-redirect", "exclude_namespaces": ["kube-system"]}'
+  # in the DaemonSet (deploy/kubernetes): host dirs under /host, a Python copied to the node
+  cnisdk install istio-redirect --host-root /host --runtime /opt/cnisdk/python:/opt/cnisdk \\
+      --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d --chain /etc/cnisdk/chain.json \\
+      --kubeconfig-from-serviceaccount /var/run/secrets/kubernetes.io/serviceaccount --watch
+
+--chain is a JSON object (one entry), a list of entries, or an object with "plugins"; inline
+or a file path. A type without an entry gets {"type": TYPE}.
+"""
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Write an executable launcher for each plugin TYPE into the CNI bin directory, so a "
-        "container runtime can run it like any other CNI plugin. A launcher runs the plugin "
-        "with this Python interpreter and imports it directly."
-    )
-    parser.epilog = "example: cnisdk install --bin-dir /opt/cni/bin istio-redirect passthrough"
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared with ``cnisdk uninstall``."""
     parser.add_argument("types", nargs="+", metavar="TYPE", help="plugin types (see `cnisdk list`)")
     parser.add_argument(
         "--bin-dir", required=True, type=Path, help="the CNI bin directory (e.g. /opt/cni/bin)"
     )
     parser.add_argument(
-        "--python", default=None, help="interpreter for the launchers (default: this one)"
+        "--conf-dir", type=Path, default=None, help="the CNI config directory (/etc/cni/net.d)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="node path of the plugin's kubeconfig (default: the entry's `kubeconfig`, else "
+        "<conf dir>/ZZZ-<TYPE>-kubeconfig)",
+    )
+    parser.add_argument(
+        "--host-root",
+        type=Path,
+        default=Path("/"),
+        metavar="DIR",
+        help="where the node's / is mounted here, e.g. /host in a pod (default: /)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from cnisdk._discovery import PluginLoadError, get_plugin
-    from cnisdk._launcher import write_launcher
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``install`` arguments."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Write an executable launcher for each plugin TYPE into the CNI bin directory, so a "
+        "container runtime can run it like any other CNI plugin. A launcher runs the plugin "
+        "with this Python interpreter (or --python) and imports it directly. With --conf-dir, "
+        "also chain the plugins into the node's primary network config, last."
+    )
+    parser.epilog = _EPILOG
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--python", default=None, help="interpreter for the launchers (default: this one)"
+    )
+    parser.add_argument(
+        "--chain", default=None, metavar="JSON|FILE", help="the chained config entry or entries"
+    )
+    parser.add_argument(
+        "--kubeconfig-from-serviceaccount",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a kubeconfig (mode 0600) from this service account dir (token, ca.crt)",
+    )
+    parser.add_argument(
+        "--runtime",
+        default=None,
+        metavar="SRC:DEST",
+        help="copy the self-contained Python tree SRC to the node path DEST (as DEST/current) "
+        "and run launchers with DEST/current/bin/python3",
+    )
+    parser.add_argument("--watch", action="store_true", help="keep the install in place")
+    parser.add_argument(
+        "--ready-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --watch: serve GET /readyz here (Istio uses :8000)",
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, default=None, help="with --watch: exists while ready"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.5, metavar="S", help="watch poll interval"
+    )
+    parser.add_argument(
+        "--throttle", type=float, default=5.0, metavar="S", help="at most one reinstall per S"
+    )
+
+
+def _load_chain(text: str) -> list[dict[str, Any]]:
+    source = text
+    if not text.lstrip().startswith(("{", "[")):
+        source = Path(text).read_text(encoding="utf-8")
+    doc = json.loads(source)
+    if isinstance(doc, dict) and "plugins" in doc:
+        doc = doc["plugins"]
+    entries = doc if isinstance(doc, list) else [doc]
+    if not all(isinstance(e, dict) for e in entries):
+        raise ValueError("entries must be JSON objects")
+    return entries
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _entry_or_bare(plugin_type: str) -> PluginEntry:
+    from cnisdk._discovery import PluginEntry, PluginLoadError, get_plugin
 
     try:
+        return get_plugin(plugin_type)
+    except PluginLoadError:
+        return PluginEntry(plugin_type, "", "", "", "")
+
+
+def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
+    """The :class:`InstallSpec` for parsed arguments; raises ``ValueError``/``OSError``."""
+    from cnisdk._discovery import get_plugin
+    from cnisdk._node_install import InstallSpec
+
+    if command == "uninstall":
+        # Taking a plugin off must work even after its distribution was removed.
+        entries = [_entry_or_bare(t) for t in args.types]
+    else:
         entries = [get_plugin(t) for t in args.types]
         for entry in entries:
             entry.load()
+    chain = getattr(args, "chain", None)
+    return InstallSpec(
+        plugins=entries,
+        bin_dir=args.bin_dir,
+        conf_dir=args.conf_dir,
+        entries=_load_chain(chain) if chain else (),
+        python=getattr(args, "python", None),
+        serviceaccount_dir=getattr(args, "kubeconfig_from_serviceaccount", None),
+        kubeconfig=args.kubeconfig,
+        host_root=args.host_root,
+    )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Install; with ``--watch`` keep it in place until SIGTERM/SIGINT, then uninstall."""
+    import signal
+    import threading
+
+    from cnisdk._discovery import PluginLoadError
+    from cnisdk._node_install import InstallError, ReadyServer, install, install_runtime, watch
+
+    try:
+        spec = build_spec(args, "install")
+        ready_address = _address(args.ready_address) if args.ready_address else None
     except PluginLoadError as exc:
         print(f"cnisdk install: {exc}", file=sys.stderr)
         return 1
-    for entry in entries:
-        try:
-            path = write_launcher(args.bin_dir, entry, args.python)
-        except (OSError, ValueError) as exc:
-            print(f"cnisdk install: cannot write launcher for {entry.type}: {exc}", file=sys.stderr)
-            return 1
-        print(f"installed {entry.type} ({entry.distribution} {entry.version}) -> {path}")
+    except (ValueError, OSError) as exc:
+        print(f"cnisdk install: error: {exc}", file=sys.stderr)
+        return 2
+    if args.watch and spec.conf_dir is None:
+        print("cnisdk install: error: --watch needs --conf-dir", file=sys.stderr)
+        return 2
+    try:
+        if args.runtime:
+            source, sep, dest = args.runtime.partition(":")
+            if not sep or not dest.startswith("/"):
+                print("cnisdk install: error: --runtime wants SRC:/ABSOLUTE/DEST", file=sys.stderr)
+                return 2
+            current, changed = install_runtime(Path(source), spec.to_local(dest))
+            if changed:
+                _say(f"copied {source} -> {current}")
+            if spec.python is None:
+                spec.python = f"{dest.rstrip('/')}/current/bin/python3"
+        if not args.watch:
+            outcome = install(spec)
+    except InstallError as exc:
+        print(f"cnisdk install: {exc}", file=sys.stderr)
+        if spec.conf_dir is not None:
+            print("(with --watch it waits for the primary CNI instead)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cnisdk install: {exc}", file=sys.stderr)
+        return 1
+    if not args.watch:
+        for plugin in spec.plugins:
+            path = spec.bin_dir / plugin.type
+            _say(f"installed {plugin.type} ({plugin.distribution} {plugin.version}) -> {path}")
+        for note in outcome.notes:
+            _say(note)
+        if outcome.config is not None:
+            state = "chained into" if str(outcome.config) in outcome.changed else "already in"
+            _say(f"{', '.join(spec.types)}: {state} {outcome.config}")
+        return 0
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        ready = ReadyServer(ready_address, args.ready_file)
+    except OSError as exc:
+        print(
+            f"cnisdk install: cannot serve readiness on {args.ready_address}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    _say(f"watching {spec.conf_dir} for {', '.join(spec.types)}")
+    watch(spec, stop, ready, interval=args.interval, throttle=args.throttle, report=_say)
+    _say("uninstalled; exiting")
     return 0
