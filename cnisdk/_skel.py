@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
-from cnisdk.spec._errors import CNIError, ErrorCode
+from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
 from cnisdk.spec._json import dumps_compact
 from cnisdk.spec._names import (
     validate_container_id,
@@ -151,7 +151,14 @@ async def _call(
         _configure_logger(log, level or environ.get("CNISDK_LOG_LEVEL"), log_file)
     prev_result = None
     if config.prev_result is not None and command != "GC":
-        prev_result = to_current(parse_prev_result(config.prev_result, config.cni_version))
+        try:
+            prev_result = to_current(parse_prev_result(config.prev_result, config.cni_version))
+        except ConversionError as exc:
+            # DEL is best-effort and must release resources even when the cached result a
+            # runtime hands back cannot be read; ADD and CHECK depend on it and fail.
+            if command != "DEL":
+                raise
+            log.warning("ignoring unreadable prevResult on DEL: %s", exc)
     request = Request(
         command=command,
         container_id=environ.get("CNI_CONTAINERID", ""),

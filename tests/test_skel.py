@@ -446,3 +446,14 @@ def test_cni_args_parsed_lazily_with_go_errors() -> None:
     env["CNI_ARGS"] = "K=V;"
     stdout, _, code = call(ArgsReader(), env, conf())
     assert (error_of(stdout), code) == ({"code": 999, "msg": 'ARGS: invalid pair ""'}, 1)
+
+
+def test_unreadable_prev_result_does_not_block_del() -> None:
+    plugin = Recorder()
+    prev = {"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
+    stdout, _, code = call(
+        plugin, {**BASE_ENV, "CNI_COMMAND": "DEL"}, conf("1.0.0", prevResult=prev)
+    )
+    assert (stdout, code) == (b"", 0)
+    [(verb, ctx)] = plugin.calls
+    assert (verb, ctx.prev_result) == ("DEL", None)
