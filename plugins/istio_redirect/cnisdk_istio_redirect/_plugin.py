@@ -136,8 +136,10 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         try:
             return pod_ref, redirect_spec_for(pod)
         except InvalidAnnotationError as exc:
+            # The exception's own text starts with the pod too; name it once.
+            detail = f"invalid value {exc.value!r} for annotation {exc.annotation}: {exc.reason}"
             raise CNIError(
-                ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {exc}"
+                ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {detail}"
             ) from exc
 
 

@@ -251,7 +251,8 @@ async def test_api_timeout_fails_add_as_retryable(stub: KubeStub, kubeconfig: st
 async def test_invalid_annotation_fails_add(stub: KubeStub, kubeconfig: str, ns: str) -> None:
     stub.add_pod(injected_pod(annotations={"sidecar.istio.io/interceptionMode": "BOGUS"}))
     result = await call("ADD", plugin_conf(kubeconfig, ns), ns)
-    assert_fails(result, REF, "sidecar.istio.io/interceptionMode", "BOGUS", code=7)
+    text = assert_fails(result, REF, "sidecar.istio.io/interceptionMode", "BOGUS", code=7)
+    assert text.count(REF) == 1, text
     assert clean_state(ns) == []
 
 
