@@ -128,8 +128,13 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
             )
             return None
         obj = await _lookup_pod(config, namespace, name)
-        pod = pod_info_from_api(obj)
-        reason = skip_reason(pod)
+        try:
+            pod = pod_info_from_api(obj)
+            reason = skip_reason(pod)
+        except Exception as exc:  # fail closed, and say which pod
+            raise CNIError(
+                ErrorCode.INTERNAL, f"istio-redirect: pod {pod_ref}: cannot read the pod: {exc}"
+            ) from exc
         if reason is not None:
             ctx.log.info("pod %s: %s, skip", pod_ref, reason)
             return None
