@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("exec_", "run a network configuration (a chain) like a container runtime does"),
     "validate": ("validate", "check CNI network configs and the plugins they name"),
     "schema": ("schema", "print the JSON Schema of a plugin's config"),
+    "agent": (
+        "agent",
+        "serve every installed plugin over a Unix socket, in one long-running process",
+    ),
     "demo": ("demo", "run a real chain in a throwaway network namespace and show the result"),
 }
 

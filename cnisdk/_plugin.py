@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing
 from collections.abc import Mapping
@@ -221,6 +222,19 @@ class Plugin(Generic[ConfigT]):
 
     async def status(self, ctx: Context[ConfigT]) -> None:
         """STATUS: raise ``CNIError`` code 50 or 51 when ADD cannot be served. Default: ready."""
+
+    def serve(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Long-running work for this plugin while a ``cnisdk agent`` serves it.
+
+        The agent creates one instance per plugin type, enters ``serve()`` once at start-up
+        (before it accepts requests) and exits it at shutdown (after in-flight requests
+        finished); every request of that type then runs on this same instance. Exec mode
+        never enters it, so a plugin must work without it: use it only for caches and
+        other optimisations (istio-redirect keeps a watch-fed pod cache here). Return an
+        async context manager, typically from an ``@contextlib.asynccontextmanager`` method
+        that starts background tasks in its own task group and yields. Default: nothing.
+        """
+        return contextlib.nullcontext()
 
     def log_settings(self, config: ConfigT) -> tuple[str | None, str | None]:
         """The log level and log file for a request, from the config's ``log_level``/``log_file``.

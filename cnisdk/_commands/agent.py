@@ -1,0 +1,100 @@
+"""``cnisdk agent``: serve every installed plugin over a Unix socket in one long-running process.
+
+The protocol, health endpoint, logs and shutdown are described in :mod:`cnisdk._agent`.
+Install shim launchers that talk to it with ``cnisdk install --agent-socket PATH``.
+
+Exit status: 0 after a graceful shutdown, 1 when it cannot start (socket in use, a plugin
+does not load), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["configure", "run"]
+
+_EPILOG = """\
+examples:
+  cnisdk agent --socket /run/cnisdk/agent.sock
+  cnisdk agent --socket /run/cnisdk/agent.sock --types istio-redirect --health 127.0.0.1:8001
+  cnisdk install istio-redirect --bin-dir /opt/cni/bin --agent-socket /run/cnisdk/agent.sock
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``agent`` arguments."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Load every installed plugin type (or --types) once and serve CNI requests for them "
+        "over a Unix socket (mode 0600), concurrently, until SIGTERM/SIGINT. Shim launchers "
+        "(cnisdk install --agent-socket) forward requests here."
+    )
+    parser.epilog = _EPILOG
+    parser.add_argument("--socket", required=True, metavar="PATH", help="the Unix socket path")
+    parser.add_argument(
+        "--types", default=None, metavar="T,...", help="serve only these plugin types"
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="TYPE=MODULE:CLASS",
+        help="also serve a plugin class that is not registered as an entry point (repeatable)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="cancel a request after S seconds, answering CNI error 11 (default: 60)",
+    )
+    parser.add_argument(
+        "--health", default=None, metavar="HOST:PORT", help="serve HTTP GET /healthz here"
+    )
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--health: expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the plugins, then serve until a signal."""
+    import anyio
+
+    from cnisdk._agent import Agent, AgentError, load_plugins
+
+    try:
+        health = _address(args.health) if args.health else None
+        if args.request_timeout <= 0:
+            raise ValueError("--request-timeout must be > 0")
+        extra = {}
+        for item in args.plugin:
+            name, sep, target = item.partition("=")
+            if not sep or not name:
+                raise ValueError(f"--plugin: expected TYPE=MODULE:CLASS, got {item!r}")
+            extra[name] = target
+    except ValueError as exc:
+        print(f"cnisdk agent: error: {exc}", file=sys.stderr)
+        return 2
+    types = [t for t in args.types.split(",") if t] if args.types is not None else None
+    try:
+        plugins = load_plugins(types, extra)
+    except AgentError as exc:
+        print(f"cnisdk agent: {exc}", file=sys.stderr)
+        return 1
+    # stdout is no protocol channel here, but plugin code may print(): keep it off any pipe
+    # the agent's supervisor reads as structured output, as exec mode keeps it off stdout.
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    agent = Agent(plugins, args.socket, request_timeout=args.request_timeout, health_address=health)
+    try:
+        anyio.run(agent.serve, backend="asyncio")
+    except (AgentError, OSError) as exc:
+        print(f"cnisdk agent: {exc}", file=sys.stderr)
+        return 1
+    return 0
