@@ -127,9 +127,7 @@ class _Detected:
     save_output: bytes | None = None  # the legacy probe's dump, re-usable as state
 
 
-async def _detect(
-    runner: CommandRunner, family: Family, override: Backend | None
-) -> _Detected:
+async def _detect(runner: CommandRunner, family: Family, override: Backend | None) -> _Detected:
     forced = override or _env_override()
     if forced is not None:
         return _Detected(forced)
@@ -308,9 +306,7 @@ def _diff(state: dict[str, _TableState], rules: Sequence[IptRule]) -> list[str]:
         exp = [_canonical(r.args) for r in expected]
         if chain in BUILTIN_CHAINS:
             # Only our rules are judged, in their relative order; others are left alone.
-            act = [
-                _canonical(a) for a in have_rules if _is_ours_in_builtin(a, exp)
-            ]
+            act = [_canonical(a) for a in have_rules if _is_ours_in_builtin(a, exp)]
         else:
             act = [_canonical(a) for a in have_rules]
         if act != exp:
@@ -330,9 +326,7 @@ def _diff(state: dict[str, _TableState], rules: Sequence[IptRule]) -> list[str]:
     return problems
 
 
-def _restore_text(
-    state: dict[str, _TableState], rules: Sequence[IptRule], install: bool
-) -> str:
+def _restore_text(state: dict[str, _TableState], rules: Sequence[IptRule], install: bool) -> str:
     """One restore blob that removes our old state and (optionally) installs ``rules``."""
     ours_builtin: dict[tuple[str, str], list[tuple[tuple[str, ...], ...]]] = {}
     for (table, chain), rs in final_chain_rules(rules).items():
@@ -368,8 +362,9 @@ async def _family_state(
     detected = await _detect(runner, family, backend)
     dump = detected.save_output
     if dump is None:
-        dump = await _check(runner, [_tool(detected.backend, family, "save")],
-                            context=f"IPv{family} state")
+        dump = await _check(
+            runner, [_tool(detected.backend, family, "save")], context=f"IPv{family} state"
+        )
     return detected.backend, _parse_save(dump.decode(errors="replace"))
 
 
@@ -496,8 +491,9 @@ async def apply_nftables(runner: CommandRunner, spec: RedirectSpec, ipv6: bool) 
     :param ipv6: also install the ``ip6`` rules.
     :raises RedirectApplyError: if ``nft`` fails.
     """
-    await _check(runner, ["nft", "-f", "-"], _nft_apply_script(spec, ipv6).encode(),
-                 "nftables rules")
+    await _check(
+        runner, ["nft", "-f", "-"], _nft_apply_script(spec, ipv6).encode(), "nftables rules"
+    )
 
 
 def _table_blocks(listing: str) -> dict[str, list[str]]:
@@ -536,13 +532,16 @@ async def verify_nftables(runner: CommandRunner, spec: RedirectSpec, ipv6: bool)
         if line.startswith("add table "):
             line += " { flags dormant ; }"
         scratch_lines.append(line)
-    cleanup = "".join(f"add table inet {_SCRATCH}{t}\ndelete table inet {_SCRATCH}{t}\n"
-                      for t in NFT_TABLES)
+    cleanup = "".join(
+        f"add table inet {_SCRATCH}{t}\ndelete table inet {_SCRATCH}{t}\n" for t in NFT_TABLES
+    )
     try:
-        await _check(runner, ["nft", "-f", "-"], "\n".join(scratch_lines).encode() + b"\n",
-                     "nftables verify")
-        out = await _check(runner, ["nft", "-n", "-s", "list", "ruleset"],
-                           context="nftables verify")
+        await _check(
+            runner, ["nft", "-f", "-"], "\n".join(scratch_lines).encode() + b"\n", "nftables verify"
+        )
+        out = await _check(
+            runner, ["nft", "-n", "-s", "list", "ruleset"], context="nftables verify"
+        )
     finally:
         await runner(["nft", "-f", "-"], cleanup.encode())
     blocks = _table_blocks(out.decode(errors="replace"))

@@ -227,19 +227,51 @@ def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
         if spec.dns_capture and kind == "--uid-owner":
             # Istio only exempts port 53 on the uid rule; the gid rule keeps the plain form.
             port_match: tuple[str, ...] = (
-                "-m", "multiport", "!", "--dports", f"{DNS_PORT},{tunnel}",
+                "-m",
+                "multiport",
+                "!",
+                "--dports",
+                f"{DNS_PORT},{tunnel}",
             )
         else:
             port_match = ("!", "--dport", str(tunnel))
         b.append(
-            "nat", OUTPUT, "-o", "lo", "!", "-d", loopback, "-p", "tcp", *port_match,
-            "-m", "owner", kind, owner, "-j", IN_REDIRECT,
+            "nat",
+            OUTPUT,
+            "-o",
+            "lo",
+            "!",
+            "-d",
+            loopback,
+            "-p",
+            "tcp",
+            *port_match,
+            "-m",
+            "owner",
+            kind,
+            owner,
+            "-j",
+            IN_REDIRECT,
         )
         if not include_has_loopback:
             if spec.dns_capture:
                 b.append(
-                    "nat", OUTPUT, "-o", "lo", "-p", "tcp", "!", "--dport", DNS_PORT,
-                    "-m", "owner", "!", kind, owner, "-j", "RETURN",
+                    "nat",
+                    OUTPUT,
+                    "-o",
+                    "lo",
+                    "-p",
+                    "tcp",
+                    "!",
+                    "--dport",
+                    DNS_PORT,
+                    "-m",
+                    "owner",
+                    "!",
+                    kind,
+                    owner,
+                    "-j",
+                    "RETURN",
                 )
             else:
                 b.append("nat", OUTPUT, "-o", "lo", "-m", "owner", "!", kind, owner, "-j", "RETURN")
@@ -265,20 +297,96 @@ def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
             b.append("nat", OUTPUT, "-d", cidr, "-j", REDIRECT)
 
     if tproxy:
-        b.append("mangle", "PREROUTING", "-p", "tcp", "-m", "mark", "--mark", mark,
-                 "-j", "CONNMARK", "--save-mark")
-        b.append("mangle", "OUTPUT", "-p", "tcp", "-o", "lo", "-m", "mark", "--mark", mark,
-                 "-j", "RETURN")
+        b.append(
+            "mangle",
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "-m",
+            "mark",
+            "--mark",
+            mark,
+            "-j",
+            "CONNMARK",
+            "--save-mark",
+        )
+        b.append(
+            "mangle",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-o",
+            "lo",
+            "-m",
+            "mark",
+            "--mark",
+            mark,
+            "-j",
+            "RETURN",
+        )
         for kind, owner in (("--uid-owner", uid), ("--gid-owner", gid)):
-            b.append("mangle", "OUTPUT", "!", "-d", loopback, "-p", "tcp", "-o", "lo",
-                     "-m", "owner", kind, owner, "-j", "MARK", "--set-mark", OUTBOUND_MARK)
-        b.append("mangle", "OUTPUT", "-p", "tcp", "-m", "connmark", "--mark", mark,
-                 "-j", "CONNMARK", "--restore-mark")
+            b.append(
+                "mangle",
+                "OUTPUT",
+                "!",
+                "-d",
+                loopback,
+                "-p",
+                "tcp",
+                "-o",
+                "lo",
+                "-m",
+                "owner",
+                kind,
+                owner,
+                "-j",
+                "MARK",
+                "--set-mark",
+                OUTBOUND_MARK,
+            )
+        b.append(
+            "mangle",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-m",
+            "connmark",
+            "--mark",
+            mark,
+            "-j",
+            "CONNMARK",
+            "--restore-mark",
+        )
         b.insert("mangle", INBOUND, 1, "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "RETURN")
-        b.insert("mangle", INBOUND, 2, "-p", "tcp", "-s", _passthrough_source(family), "-i", "lo",
-                 "-j", "RETURN")
-        b.insert("mangle", INBOUND, 3, "-p", "tcp", "-i", "lo", "-m", "mark", "!", "--mark",
-                 OUTBOUND_MARK, "-j", "RETURN")
+        b.insert(
+            "mangle",
+            INBOUND,
+            2,
+            "-p",
+            "tcp",
+            "-s",
+            _passthrough_source(family),
+            "-i",
+            "lo",
+            "-j",
+            "RETURN",
+        )
+        b.insert(
+            "mangle",
+            INBOUND,
+            3,
+            "-p",
+            "tcp",
+            "-i",
+            "lo",
+            "-m",
+            "mark",
+            "!",
+            "--mark",
+            OUTBOUND_MARK,
+            "-j",
+            "RETURN",
+        )
     return b.rules
 
 
@@ -291,15 +399,38 @@ def _inbound(b: _Builder, spec: RedirectSpec, loopback: str) -> None:
     if tproxy:
         b.append("mangle", DIVERT, "-j", "MARK", "--set-mark", spec.tproxy_mark)
         b.append("mangle", DIVERT, "-j", "ACCEPT")
-        b.append("mangle", TPROXY, "!", "-d", loopback, "-p", "tcp", "-j", "TPROXY",
-                 "--tproxy-mark", f"{spec.tproxy_mark}/0xffffffff", "--on-port", spec.inbound_port)
+        b.append(
+            "mangle",
+            TPROXY,
+            "!",
+            "-d",
+            loopback,
+            "-p",
+            "tcp",
+            "-j",
+            "TPROXY",
+            "--tproxy-mark",
+            f"{spec.tproxy_mark}/0xffffffff",
+            "--on-port",
+            spec.inbound_port,
+        )
     b.append(table, "PREROUTING", "-p", "tcp", "-j", INBOUND)
     if CAPTURE_ALL in include:
         for skipped in spec.exclude_inbound_ports:
             b.append(table, INBOUND, "-p", "tcp", "--dport", skipped, "-j", "RETURN")
         if tproxy:
-            b.append("mangle", INBOUND, "-p", "tcp", "-m", "conntrack", "--ctstate",
-                     "RELATED,ESTABLISHED", "-j", DIVERT)
+            b.append(
+                "mangle",
+                INBOUND,
+                "-p",
+                "tcp",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                DIVERT,
+            )
             b.append("mangle", INBOUND, "-p", "tcp", "-j", TPROXY)
         else:
             b.append("nat", INBOUND, "-p", "tcp", "-j", IN_REDIRECT)
@@ -307,8 +438,20 @@ def _inbound(b: _Builder, spec: RedirectSpec, loopback: str) -> None:
     # An explicit include list ignores the exclude list, as in Istio.
     for port in include:
         if tproxy:
-            b.append("mangle", INBOUND, "-p", "tcp", "--dport", port, "-m", "conntrack",
-                     "--ctstate", "RELATED,ESTABLISHED", "-j", DIVERT)
+            b.append(
+                "mangle",
+                INBOUND,
+                "-p",
+                "tcp",
+                "--dport",
+                port,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                DIVERT,
+            )
             b.append("mangle", INBOUND, "-p", "tcp", "--dport", port, "-j", TPROXY)
         else:
             b.append("nat", INBOUND, "-p", "tcp", "--dport", port, "-j", IN_REDIRECT)
@@ -320,16 +463,64 @@ def _dns(b: _Builder, spec: RedirectSpec) -> None:
     # the singular spelling (istio#23279) and both mean the same.
     b.append("raw", "OUTPUT", "-j", OUTPUT_DNS)
     b.append("nat", OUTPUT, "-j", OUTPUT_DNS)
-    b.append("nat", OUTPUT_DNS, "-p", "tcp", "--dport", DNS_PORT, "-j", "REDIRECT",
-             "--to-ports", spec.dns_port)
-    b.append("nat", OUTPUT_DNS, "-p", "udp", "--dport", DNS_PORT, "-j", "REDIRECT",
-             "--to-ports", spec.dns_port)
+    b.append(
+        "nat",
+        OUTPUT_DNS,
+        "-p",
+        "tcp",
+        "--dport",
+        DNS_PORT,
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        spec.dns_port,
+    )
+    b.append(
+        "nat",
+        OUTPUT_DNS,
+        "-p",
+        "udp",
+        "--dport",
+        DNS_PORT,
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        spec.dns_port,
+    )
     # Separate conntrack zones for agent<->upstream (1) and app<->agent (2) UDP flows.
     for kind, owner in (("--uid-owner", spec.proxy_uid), ("--gid-owner", spec.proxy_gid)):
-        b.append("raw", OUTPUT_DNS, "-p", "udp", "--dport", DNS_PORT, "-m", "owner", kind, owner,
-                 "-j", "CT", "--zone", 1)
-        b.append("raw", OUTPUT_DNS, "-p", "udp", "--sport", spec.dns_port, "-m", "owner", kind,
-                 owner, "-j", "CT", "--zone", 2)
+        b.append(
+            "raw",
+            OUTPUT_DNS,
+            "-p",
+            "udp",
+            "--dport",
+            DNS_PORT,
+            "-m",
+            "owner",
+            kind,
+            owner,
+            "-j",
+            "CT",
+            "--zone",
+            1,
+        )
+        b.append(
+            "raw",
+            OUTPUT_DNS,
+            "-p",
+            "udp",
+            "--sport",
+            spec.dns_port,
+            "-m",
+            "owner",
+            kind,
+            owner,
+            "-j",
+            "CT",
+            "--zone",
+            2,
+        )
     b.append("raw", "PREROUTING", "-j", INBOUND)
     b.append("raw", OUTPUT_DNS, "-p", "udp", "--dport", DNS_PORT, "-j", "CT", "--zone", 2)
     b.append("raw", INBOUND, "-p", "udp", "--sport", DNS_PORT, "-j", "CT", "--zone", 1)

@@ -110,12 +110,14 @@ def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
         b.insert(NAT, "prerouting", 0, "iifname", nic, c, "return")
 
     if spec.invalid_drop:
-        b.add(MANGLE, "prerouting", "meta l4proto tcp", "ct state", "invalid", c, "jump",
-              "istio-drop")
+        b.add(
+            MANGLE, "prerouting", "meta l4proto tcp", "ct state", "invalid", c, "jump", "istio-drop"
+        )
         b.add(MANGLE, "istio-drop", c, "drop")
 
-    b.add(NAT, "istio-inbound", "meta l4proto tcp", "tcp dport", spec.inbound_tunnel_port, c,
-          "return")
+    b.add(
+        NAT, "istio-inbound", "meta l4proto tcp", "tcp dport", spec.inbound_tunnel_port, c, "return"
+    )
     b.add(NAT, "istio-redirect", "meta l4proto tcp", c, "redirect to", f":{spec.outbound_port}")
     b.add(NAT, "istio-in-redirect", "meta l4proto tcp", c, "redirect to", f":{spec.inbound_port}")
 
@@ -132,14 +134,59 @@ def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
     for key, owner in (("skuid", uid), ("skgid", gid)):
         # Same uid-only DNS asymmetry as the iptables rules.
         ports = f"{{ {DNS_PORT}, {tunnel} }}" if spec.dns_capture and key == "skuid" else tunnel
-        b.add(NAT, "istio-output", "oifname", "lo", "meta l4proto tcp", "ip daddr", "!=",
-              "127.0.0.1/32", "tcp dport", "!=", ports, key, owner, c, "jump", "istio-in-redirect")
-        b.add6(NAT, "istio-output", "oifname", "lo", "meta l4proto tcp", "ip6 daddr", "!=",
-               "::1/128", "tcp dport", "!=", ports, key, owner, c, "jump", "istio-in-redirect")
+        b.add(
+            NAT,
+            "istio-output",
+            "oifname",
+            "lo",
+            "meta l4proto tcp",
+            "ip daddr",
+            "!=",
+            "127.0.0.1/32",
+            "tcp dport",
+            "!=",
+            ports,
+            key,
+            owner,
+            c,
+            "jump",
+            "istio-in-redirect",
+        )
+        b.add6(
+            NAT,
+            "istio-output",
+            "oifname",
+            "lo",
+            "meta l4proto tcp",
+            "ip6 daddr",
+            "!=",
+            "::1/128",
+            "tcp dport",
+            "!=",
+            ports,
+            key,
+            owner,
+            c,
+            "jump",
+            "istio-in-redirect",
+        )
         if not has_loopback:
             if spec.dns_capture:
-                b.add(NAT, "istio-output", "oifname", "lo", "meta l4proto tcp", "tcp dport", "!=",
-                      DNS_PORT, key, "!=", owner, c, "return")
+                b.add(
+                    NAT,
+                    "istio-output",
+                    "oifname",
+                    "lo",
+                    "meta l4proto tcp",
+                    "tcp dport",
+                    "!=",
+                    DNS_PORT,
+                    key,
+                    "!=",
+                    owner,
+                    c,
+                    "return",
+                )
             else:
                 b.add(NAT, "istio-output", "oifname", "lo", key, "!=", owner, c, "return")
         b.add(NAT, "istio-output", key, owner, c, "return")
@@ -162,32 +209,119 @@ def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
     else:
         for cidr in include[4].cidrs:
             for nic in spec.reroute_virtual_interfaces:
-                b.insert(NAT, "prerouting", 0, "iifname", nic, "ip daddr", cidr, c, "jump",
-                         "istio-redirect")
+                b.insert(
+                    NAT,
+                    "prerouting",
+                    0,
+                    "iifname",
+                    nic,
+                    "ip daddr",
+                    cidr,
+                    c,
+                    "jump",
+                    "istio-redirect",
+                )
             b.add(NAT, "istio-output", "ip daddr", cidr, c, "jump", "istio-redirect")
         for cidr in include[6].cidrs:
             for nic in spec.reroute_virtual_interfaces:
-                b.insert6(NAT, "prerouting", 0, "iifname", nic, "ip6 daddr", cidr, c, "jump",
-                          "istio-redirect")
+                b.insert6(
+                    NAT,
+                    "prerouting",
+                    0,
+                    "iifname",
+                    nic,
+                    "ip6 daddr",
+                    cidr,
+                    c,
+                    "jump",
+                    "istio-redirect",
+                )
             b.add6(NAT, "istio-output", "ip6 daddr", cidr, c, "jump", "istio-redirect")
 
     if tproxy:
         b.add(MANGLE, "prerouting", "meta l4proto tcp", "mark", mark, c, "ct mark set mark")
         b.add(MANGLE, "output", "oifname", "lo", "meta l4proto tcp", "mark", mark, c, "return")
         for key, owner in (("skuid", uid), ("skgid", gid)):
-            b.add(MANGLE, "output", "oifname", "lo", "meta l4proto tcp", "ip daddr", "!=",
-                  "127.0.0.1/32", key, owner, c, "meta mark set", OUTBOUND_MARK)
-            b.add6(MANGLE, "output", "oifname", "lo", "meta l4proto tcp", "ip6 daddr", "!=",
-                   "::1/128", key, owner, c, "meta mark set", OUTBOUND_MARK)
-        b.add(MANGLE, "output", "meta l4proto tcp", "ct", "mark", mark, c, "meta mark set", "ct",
-              "mark")
+            b.add(
+                MANGLE,
+                "output",
+                "oifname",
+                "lo",
+                "meta l4proto tcp",
+                "ip daddr",
+                "!=",
+                "127.0.0.1/32",
+                key,
+                owner,
+                c,
+                "meta mark set",
+                OUTBOUND_MARK,
+            )
+            b.add6(
+                MANGLE,
+                "output",
+                "oifname",
+                "lo",
+                "meta l4proto tcp",
+                "ip6 daddr",
+                "!=",
+                "::1/128",
+                key,
+                owner,
+                c,
+                "meta mark set",
+                OUTBOUND_MARK,
+            )
+        b.add(
+            MANGLE,
+            "output",
+            "meta l4proto tcp",
+            "ct",
+            "mark",
+            mark,
+            c,
+            "meta mark set",
+            "ct",
+            "mark",
+        )
         b.insert(MANGLE, "istio-inbound", 0, "meta l4proto tcp", "mark", mark, c, "return")
-        b.insert(MANGLE, "istio-inbound", 1, "iifname", "lo", "meta l4proto tcp", "ip saddr",
-                 "127.0.0.6/32", c, "return")
-        b.insert6(MANGLE, "istio-inbound", 1, "iifname", "lo", "meta l4proto tcp", "ip6 saddr",
-                  "::6/128", c, "return")
-        b.insert(MANGLE, "istio-inbound", 2, "iifname", "lo", "meta l4proto tcp", "mark", "!=",
-                 OUTBOUND_MARK, c, "return")
+        b.insert(
+            MANGLE,
+            "istio-inbound",
+            1,
+            "iifname",
+            "lo",
+            "meta l4proto tcp",
+            "ip saddr",
+            "127.0.0.6/32",
+            c,
+            "return",
+        )
+        b.insert6(
+            MANGLE,
+            "istio-inbound",
+            1,
+            "iifname",
+            "lo",
+            "meta l4proto tcp",
+            "ip6 saddr",
+            "::6/128",
+            c,
+            "return",
+        )
+        b.insert(
+            MANGLE,
+            "istio-inbound",
+            2,
+            "iifname",
+            "lo",
+            "meta l4proto tcp",
+            "mark",
+            "!=",
+            OUTBOUND_MARK,
+            c,
+            "return",
+        )
     return b.rules
 
 
@@ -204,29 +338,87 @@ def _inbound(b: _Builder, spec: RedirectSpec) -> None:
             b.add(NAT, "istio-inbound", "meta l4proto tcp", c, "jump", "istio-in-redirect")
         else:
             for port in include:
-                b.add(NAT, "istio-inbound", "meta l4proto tcp", "tcp dport", port, c, "jump",
-                      "istio-in-redirect")
+                b.add(
+                    NAT,
+                    "istio-inbound",
+                    "meta l4proto tcp",
+                    "tcp dport",
+                    port,
+                    c,
+                    "jump",
+                    "istio-in-redirect",
+                )
         return
     mark = spec.tproxy_mark
     b.add(MANGLE, "istio-divert", c, "meta mark set", mark)
     b.add(MANGLE, "istio-divert", c, "accept")
-    b.add(MANGLE, "istio-tproxy", "meta l4proto tcp", "ip daddr", "!=", "127.0.0.1/32",
-          "tproxy ip to", f":{spec.inbound_port}", "meta mark set", mark, c, "accept")
-    b.add6(MANGLE, "istio-tproxy", "meta l4proto tcp", "ip6 daddr", "!=", "::1/128",
-           "tproxy ip6 to", f":{spec.inbound_port}", "meta mark set", mark, c, "accept")
+    b.add(
+        MANGLE,
+        "istio-tproxy",
+        "meta l4proto tcp",
+        "ip daddr",
+        "!=",
+        "127.0.0.1/32",
+        "tproxy ip to",
+        f":{spec.inbound_port}",
+        "meta mark set",
+        mark,
+        c,
+        "accept",
+    )
+    b.add6(
+        MANGLE,
+        "istio-tproxy",
+        "meta l4proto tcp",
+        "ip6 daddr",
+        "!=",
+        "::1/128",
+        "tproxy ip6 to",
+        f":{spec.inbound_port}",
+        "meta mark set",
+        mark,
+        c,
+        "accept",
+    )
     b.add(MANGLE, "prerouting", "meta l4proto tcp", c, "jump", "istio-inbound")
     if CAPTURE_ALL in include:
         for skipped in spec.exclude_inbound_ports:
             b.add(MANGLE, "istio-inbound", "meta l4proto tcp", "tcp dport", skipped, c, "return")
-        b.add(MANGLE, "istio-inbound", "meta l4proto tcp", "ct state", "related,established", c,
-              "jump", "istio-divert")
+        b.add(
+            MANGLE,
+            "istio-inbound",
+            "meta l4proto tcp",
+            "ct state",
+            "related,established",
+            c,
+            "jump",
+            "istio-divert",
+        )
         b.add(MANGLE, "istio-inbound", "meta l4proto tcp", c, "jump", "istio-tproxy")
     else:
         for port in include:
-            b.add(MANGLE, "istio-inbound", "meta l4proto tcp", "ct state", "related,established",
-                  "tcp dport", port, c, "jump", "istio-divert")
-            b.add(MANGLE, "istio-inbound", "meta l4proto tcp", "tcp dport", port, c, "jump",
-                  "istio-tproxy")
+            b.add(
+                MANGLE,
+                "istio-inbound",
+                "meta l4proto tcp",
+                "ct state",
+                "related,established",
+                "tcp dport",
+                port,
+                c,
+                "jump",
+                "istio-divert",
+            )
+            b.add(
+                MANGLE,
+                "istio-inbound",
+                "meta l4proto tcp",
+                "tcp dport",
+                port,
+                c,
+                "jump",
+                "istio-tproxy",
+            )
 
 
 def _dns(b: _Builder, spec: RedirectSpec) -> None:
@@ -235,14 +427,36 @@ def _dns(b: _Builder, spec: RedirectSpec) -> None:
     dns = spec.dns_port
     b.add(RAW, "output", c, "jump", "istio-output-dns")
     b.add(NAT, "istio-output", c, "jump", "istio-output-dns")
-    b.add(NAT, "istio-output-dns", "meta l4proto tcp", "tcp dport", DNS_PORT, c, "redirect", "to",
-          f":{dns}")
+    b.add(
+        NAT,
+        "istio-output-dns",
+        "meta l4proto tcp",
+        "tcp dport",
+        DNS_PORT,
+        c,
+        "redirect",
+        "to",
+        f":{dns}",
+    )
     b.add(NAT, "istio-output-dns", "udp dport", DNS_PORT, c, "redirect", "to", f":{dns}")
     for key, owner in (("skuid", spec.proxy_uid), ("skgid", spec.proxy_gid)):
-        b.add(RAW, "istio-output-dns", "udp dport", DNS_PORT, "meta", key, owner, c, "ct", "zone",
-              "set", 1)
-        b.add(RAW, "istio-output-dns", "udp sport", dns, "meta", key, owner, c, "ct", "zone",
-              "set", 2)
+        b.add(
+            RAW,
+            "istio-output-dns",
+            "udp dport",
+            DNS_PORT,
+            "meta",
+            key,
+            owner,
+            c,
+            "ct",
+            "zone",
+            "set",
+            1,
+        )
+        b.add(
+            RAW, "istio-output-dns", "udp sport", dns, "meta", key, owner, c, "ct", "zone", "set", 2
+        )
     b.add(RAW, "prerouting", c, "jump", "istio-inbound")
     b.add(RAW, "istio-output-dns", "udp dport", DNS_PORT, c, "ct", "zone", "set", 2)
     b.add(RAW, "istio-inbound", "udp sport", DNS_PORT, c, "ct", "zone", "set", 1)

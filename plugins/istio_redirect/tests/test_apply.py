@@ -22,8 +22,12 @@ from istio_netns_kit import NetnsRunner
 pytestmark = pytest.mark.netns
 
 FULL = RedirectSpec(
-    mode="TPROXY", dns_capture=True, invalid_drop=True, exclude_interfaces=("eth9",),
-    include_outbound_cidrs=("10.0.0.0/8", "fd00::/8"), exclude_outbound_cidrs=("10.1.0.0/16",),
+    mode="TPROXY",
+    dns_capture=True,
+    invalid_drop=True,
+    exclude_interfaces=("eth9",),
+    include_outbound_cidrs=("10.0.0.0/8", "fd00::/8"),
+    exclude_outbound_cidrs=("10.1.0.0/16",),
 )
 SPECS = {"default": RedirectSpec(), "dns": RedirectSpec(dns_capture=True), "full": FULL}
 BACKENDS = ["nft", "legacy"]
@@ -58,8 +62,17 @@ def test_missing_rule_is_reported_and_repaired(runner: NetnsRunner, backend: str
     spec = RedirectSpec()
     anyio.run(apply_iptables, runner, spec, (4,), backend)
     code, _, err = runner.sync(
-        f"iptables-{backend}", "-t", "nat", "-D", "ISTIO_INBOUND", "-p", "tcp", "--dport",
-        "15021", "-j", "RETURN",
+        f"iptables-{backend}",
+        "-t",
+        "nat",
+        "-D",
+        "ISTIO_INBOUND",
+        "-p",
+        "tcp",
+        "--dport",
+        "15021",
+        "-j",
+        "RETURN",
     )
     assert code == 0, err
     problems = anyio.run(verify_iptables, runner, spec, (4,), backend)
@@ -82,9 +95,11 @@ def test_extra_chain_and_old_spec_replaced(runner: NetnsRunner, backend: str) ->
     anyio.run(apply_iptables, runner, spec, (4,), backend)
     assert anyio.run(verify_iptables, runner, spec, (4,), backend) == []
     text = save(runner, backend)
-    assert ("ISTIO_STALE" not in text and "ISTIO_TPROXY" not in text and "*raw" not in text.split(
-        "ISTIO"
-    )[0]) or "ISTIO_OUTPUT_DNS" not in text
+    assert (
+        "ISTIO_STALE" not in text
+        and "ISTIO_TPROXY" not in text
+        and "*raw" not in text.split("ISTIO")[0]
+    ) or "ISTIO_OUTPUT_DNS" not in text
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -32,7 +32,8 @@ IPTABLES_CASES: dict[str, tuple[RedirectSpec, tuple[int, ...]]] = {
     "basic": (RedirectSpec(), (4, 6)),
     "custom-uid": (RedirectSpec(proxy_uid=1000670000, proxy_gid=1000670001), (4,)),
     "custom-uid-tproxy": (
-        RedirectSpec(mode="TPROXY", proxy_uid=1000670000, proxy_gid=1000670001), (4,)
+        RedirectSpec(mode="TPROXY", proxy_uid=1000670000, proxy_gid=1000670001),
+        (4,),
     ),
     "tproxy": (RedirectSpec(mode="TPROXY"), (4, 6)),
     "dns": (RedirectSpec(dns_capture=True), (4, 6)),
@@ -50,8 +51,11 @@ IPTABLES_CASES: dict[str, tuple[RedirectSpec, tuple[int, ...]]] = {
     # istio-iptables capture goldens (tools/istio-iptables/pkg/capture/testdata)
     "capture-basic-exclude-nic": (replace(BARE, exclude_interfaces=("not-istio-nic",)), (4,)),
     "capture-ipnets-with-kube-virt-interfaces": (
-        replace(BARE, include_outbound_cidrs=("10.0.0.0/8",),
-                reroute_virtual_interfaces=("eth1", "eth2")),
+        replace(
+            BARE,
+            include_outbound_cidrs=("10.0.0.0/8",),
+            reroute_virtual_interfaces=("eth1", "eth2"),
+        ),
         (4,),
     ),
     "capture-kube-virt-interfaces": (
@@ -59,22 +63,31 @@ IPTABLES_CASES: dict[str, tuple[RedirectSpec, tuple[int, ...]]] = {
         (4,),
     ),
     "capture-ipv6-virt-interfaces": (
-        replace(BARE, include_inbound_ports=("4000", "5000"),
-                reroute_virtual_interfaces=("eth0", "eth1")),
+        replace(
+            BARE,
+            include_inbound_ports=("4000", "5000"),
+            reroute_virtual_interfaces=("eth0", "eth1"),
+        ),
         (4, 6),
     ),
     "capture-ipv6-ipnets": (
-        replace(BARE, include_inbound_ports=("4000", "5000"), exclude_inbound_ports=(6000, 7000),
-                include_outbound_cidrs=("2001:db8::/32",),
-                exclude_outbound_cidrs=("2001:db8::/32",),
-                reroute_virtual_interfaces=("eth0", "eth1")),
+        replace(
+            BARE,
+            include_inbound_ports=("4000", "5000"),
+            exclude_inbound_ports=(6000, 7000),
+            include_outbound_cidrs=("2001:db8::/32",),
+            exclude_outbound_cidrs=("2001:db8::/32",),
+            reroute_virtual_interfaces=("eth0", "eth1"),
+        ),
         (4, 6),
     ),
     "capture-inbound-ports-tproxy": (
-        replace(BARE, mode="TPROXY", include_inbound_ports=("32000", "31000")), (4,)
+        replace(BARE, mode="TPROXY", include_inbound_ports=("32000", "31000")),
+        (4,),
     ),
     "capture-inbound-ports-wildcard-tproxy": (
-        replace(BARE, mode="TPROXY", include_inbound_ports=("*",)), (4,)
+        replace(BARE, mode="TPROXY", include_inbound_ports=("*",)),
+        (4,),
     ),
     "capture-ipv6-outbound-ports": (replace(BARE, include_outbound_ports=(32000, 31000)), (4, 6)),
     "capture-drop-invalid": (replace(BARE, invalid_drop=True), (4,)),
@@ -85,17 +98,23 @@ NFT_CASES: dict[str, tuple[RedirectSpec, bool]] = {
     "inbound-ports-wildcard": (replace(BARE, include_inbound_ports=("*",)), False),
     "drop-invalid": (replace(BARE, invalid_drop=True), False),
     "inbound-ports-wildcard-tproxy": (
-        replace(BARE, include_inbound_ports=("*",), mode="TPROXY"), False
+        replace(BARE, include_inbound_ports=("*",), mode="TPROXY"),
+        False,
     ),
     "inbound-ports-tproxy": (
-        replace(BARE, include_inbound_ports=("32000", "31000"), mode="TPROXY"), False
+        replace(BARE, include_inbound_ports=("32000", "31000"), mode="TPROXY"),
+        False,
     ),
     "inbound-ports-empty-tproxy": (replace(BARE, mode="TPROXY"), False),
     "ipv6-ipnets": (
-        replace(BARE, include_inbound_ports=("4000", "5000"), exclude_inbound_ports=(6000, 7000),
-                include_outbound_cidrs=("2001:db8::/32",),
-                exclude_outbound_cidrs=("2001:db8::/32",),
-                reroute_virtual_interfaces=("eth0", "eth1")),
+        replace(
+            BARE,
+            include_inbound_ports=("4000", "5000"),
+            exclude_inbound_ports=(6000, 7000),
+            include_outbound_cidrs=("2001:db8::/32",),
+            exclude_outbound_cidrs=("2001:db8::/32",),
+            reroute_virtual_interfaces=("eth0", "eth1"),
+        ),
         True,
     ),
     "basic-exclude-nic": (replace(BARE, exclude_interfaces=("not-istio-nic",)), False),
@@ -104,14 +123,20 @@ NFT_CASES: dict[str, tuple[RedirectSpec, bool]] = {
         False,
     ),
     "ipnets-with-kube-virt-interfaces": (
-        replace(BARE, include_outbound_cidrs=("10.0.0.0/8",),
-                reroute_virtual_interfaces=("eth1", "eth2")),
+        replace(
+            BARE,
+            include_outbound_cidrs=("10.0.0.0/8",),
+            reroute_virtual_interfaces=("eth1", "eth2"),
+        ),
         False,
     ),
     "ipv6-outbound-ports": (replace(BARE, include_outbound_ports=(32000, 31000)), True),
     "ipv6-virt-interfaces": (
-        replace(BARE, include_inbound_ports=("4000", "5000"),
-                reroute_virtual_interfaces=("eth0", "eth1")),
+        replace(
+            BARE,
+            include_inbound_ports=("4000", "5000"),
+            reroute_virtual_interfaces=("eth0", "eth1"),
+        ),
         True,
     ),
     "ipv6-inbound-ports": (replace(BARE, include_inbound_ports=("4000", "5000")), True),
@@ -126,10 +151,12 @@ NFT_LOAD_ONLY: dict[str, tuple[RedirectSpec, bool]] = {
     "cni-tproxy": (RedirectSpec(mode="TPROXY", dns_capture=True, invalid_drop=True), True),
     "cni-everything": (
         RedirectSpec(
-            exclude_interfaces=("eth9",), reroute_virtual_interfaces=("k6t-eth0",),
+            exclude_interfaces=("eth9",),
+            reroute_virtual_interfaces=("k6t-eth0",),
             include_outbound_cidrs=("10.0.0.0/8", "fd00::/8", "127.0.0.1/32"),
             exclude_outbound_cidrs=("10.1.0.0/16", "fd00:1::/32"),
-            include_outbound_ports=(8443,), dns_capture=True,
+            include_outbound_ports=(8443,),
+            dns_capture=True,
         ),
         True,
     ),
