@@ -94,6 +94,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="copy the self-contained Python tree SRC to the node path DEST (as DEST/current) "
         "and run launchers with DEST/current/bin/python3",
     )
+    parser.add_argument(
+        "--agent-socket",
+        default=None,
+        metavar="PATH",
+        help="write agent-mode shim launchers that forward to `cnisdk agent --socket PATH`",
+    )
+    parser.add_argument(
+        "--agent-fallback",
+        choices=("exec", "fail"),
+        default="exec",
+        help="when the agent is unreachable: run in exec mode (default) or fail with code 11",
+    )
     parser.add_argument("--watch", action="store_true", help="keep the install in place")
     parser.add_argument(
         "--ready-address",
@@ -154,6 +166,14 @@ def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
         for entry in entries:
             entry.load()
     chain = getattr(args, "chain", None)
+    agent_socket = getattr(args, "agent_socket", None)
+    if agent_socket:
+        from cnisdk._launcher import AgentEntry
+
+        if not agent_socket.startswith("/"):
+            raise ValueError(f"--agent-socket must be an absolute path, not {agent_socket!r}")
+        # An AgentEntry renders as a shim wherever launchers are written (install, --watch).
+        entries = [AgentEntry.of(e, agent_socket, args.agent_fallback) for e in entries]
     return InstallSpec(
         plugins=entries,
         bin_dir=args.bin_dir,
