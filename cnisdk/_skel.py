@@ -204,17 +204,19 @@ def run(plugin: Plugin[Any] | type[Plugin[Any]]) -> NoReturn:
 
     stdout is reserved for the protocol: file descriptor 1 is pointed at stderr while the
     plugin runs, so a stray ``print()`` or a child process cannot corrupt the result.
+
+    The request runs on a plain ``asyncio`` event loop: anyio works on it unchanged and loads
+    its asyncio backend only when the plugin first uses an anyio primitive, so a plugin that
+    needs none does not pay for importing it.
     """
-    import anyio
+    import asyncio
 
     instance = plugin() if isinstance(plugin, type) else plugin
     protocol_out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     environ = dict(os.environ)
-    response = anyio.run(
-        handle_request, instance, environ, sys.stdin.buffer.read, backend="asyncio"
-    )
+    response = asyncio.run(handle_request(instance, environ, sys.stdin.buffer.read))
     if response.stderr:
         sys.stderr.buffer.write(response.stderr)
         sys.stderr.flush()

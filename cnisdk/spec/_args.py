@@ -106,7 +106,7 @@ def _is_bool_field(model: type[BaseModel], field_name: str) -> bool:
 class KubernetesArgs(BaseModel):
     """The ``CNI_ARGS`` keys Kubernetes runtimes (containerd, CRI-O) send for a pod."""
 
-    model_config = {"populate_by_name": True}
+    model_config = {"populate_by_name": True, "defer_build": True}
 
     K8S_POD_NAMESPACE: str = ""
     K8S_POD_NAME: str = ""

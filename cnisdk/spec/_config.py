@@ -22,7 +22,7 @@ __all__ = ["NetConf", "NetConfList", "parse_conflist", "parse_netconf"]
 class _GoDecoded(BaseModel):
     """A model decoded like Go's ``encoding/json``: keys match fields case-insensitively."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

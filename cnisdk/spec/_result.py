@@ -139,7 +139,9 @@ def _is_v4_cidr(cidr: str) -> bool:
 
 # --------------------------------------------------------------------------- models
 
-_MODEL_CONFIG = ConfigDict(populate_by_name=True, extra="ignore", validate_assignment=True)
+_MODEL_CONFIG = ConfigDict(
+    populate_by_name=True, extra="ignore", validate_assignment=True, defer_build=True
+)
 
 
 class DNS(BaseModel):
