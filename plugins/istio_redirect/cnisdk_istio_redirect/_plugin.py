@@ -6,10 +6,11 @@ that names the pod, so the pod never starts with traffic that bypasses its proxy
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -30,6 +31,9 @@ from cnisdk_istio_redirect._iptables_rules import (
 from cnisdk_istio_redirect._pod import pod_info_from_api
 from cnisdk_istio_redirect._redirect import RedirectSpec
 
+if TYPE_CHECKING:
+    from cnisdk_istio_redirect._pod_cache import PodCaches
+
 __all__ = ["IstioRedirect"]
 
 POD_ANNOTATIONS_CAPABILITY = "io.kubernetes.cri.pod-annotations"
@@ -41,6 +45,19 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
 
     chained = True
     about = "CNI plugin istio-redirect (cnisdk): Istio sidecar traffic redirection"
+    _pod_caches: PodCaches | None = None
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[None]:
+        """In a ``cnisdk agent``: keep a watch-fed cache of this node's pods (``_pod_cache``)."""
+        from cnisdk_istio_redirect._pod_cache import PodCaches
+
+        async with PodCaches.running() as caches:
+            self._pod_caches = caches
+            try:
+                yield
+            finally:
+                self._pod_caches = None
 
     def log_settings(self, config: IstioRedirectConfig) -> tuple[str | None, str | None]:
         return config.effective_log_level, None
@@ -127,7 +144,7 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
                 "pod %s: %s (from runtime annotations), skip", pod_ref, verdict.skip_reason
             )
             return None
-        obj = await _lookup_pod(config, namespace, name)
+        obj = await _lookup_pod(config, namespace, name, self._pod_caches, args.K8S_POD_UID)
         try:
             pod = pod_info_from_api(obj)
             reason = skip_reason(pod)
@@ -148,7 +165,16 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
             ) from exc
 
 
-async def _lookup_pod(config: IstioRedirectConfig, namespace: str, name: str) -> dict[str, Any]:
+async def _lookup_pod(
+    config: IstioRedirectConfig,
+    namespace: str,
+    name: str,
+    caches: PodCaches | None = None,
+    uid: str = "",
+) -> dict[str, Any]:
+    # In an agent the watch-fed cache answers most lookups; a miss GETs the pod.
+    if caches is not None and (cached := caches.lookup(config, namespace, name, uid)):
+        return cached
     # The HTTP client is imported only here: skipped pods never pay for it.
     from cnisdk_istio_redirect import _kube
 
