@@ -1,0 +1,686 @@
+"""Per-invocation CNI ADD latency: cnisdk plugins against the Go peer and the floors.
+
+Run as root from the repository (not part of the test suite)::
+
+    .venv/bin/python benchmarks/run.py [--repeat N] [--quick]
+
+Every scenario is one process exec'd the way a container runtime execs a plugin. Scenarios run
+interleaved round-robin (one iteration of each per round, in a rotating order), so load on the
+machine affects them alike and their figures are comparable. Anything an iteration needs that
+a runtime would have ready (a fresh network namespace, the pod in the API) is made before and
+removed after the timed region. Results go to ``benchmarks/results/latest.md`` (Markdown table
+with machine info) and ``latest.png`` (box plot); the docs show both.
+
+Agent-mode rows need ``cnisdk agent`` and shim launchers; without them they say
+"not available" instead of showing numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime
+import importlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+DOCS_IMG = REPO / "docs" / "img" / "benchmarks.png"
+PYTHON = sys.executable
+GO_TUNING = "/usr/lib/cni/tuning"
+NETNS_DIR = Path("/run/netns")
+CONCURRENT = 100
+
+sys.path.insert(0, str(REPO / "plugins" / "istio_redirect" / "tests"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _die(message: str) -> NoReturn:
+    print(f"benchmarks: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def _enter_netns(path: str) -> Callable[[], None]:
+    """A preexec_fn that moves the child into the namespace at ``path`` before exec."""
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            os._exit(126)
+        os.close(fd)
+
+    return enter
+
+
+_NETNS_PREFIX = f"cnisdk-bench-{os.getpid()}-"
+_created: set[str] = set()
+
+
+def new_netns() -> str:
+    name = f"{_NETNS_PREFIX}{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    _created.add(name)
+    return str(NETNS_DIR / name)
+
+
+def del_netns(path: str) -> None:
+    name = os.path.basename(path)
+    subprocess.run(["ip", "netns", "del", name], check=False, stderr=subprocess.DEVNULL)
+    _created.discard(name)
+
+
+def cleanup_netns() -> None:
+    for name in list(_created):
+        del_netns(str(NETNS_DIR / name))
+
+
+def cni_env(netns: str, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "bench" + secrets.token_hex(6),
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": "/usr/lib/cni",
+    }
+    env.update(extra)
+    return env
+
+
+def prev_result(sandbox: str) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "mac": "0a:58:0a:09:00:05", "sandbox": sandbox}],
+        "ips": [{"address": "10.9.0.5/24", "gateway": "10.9.0.1", "interface": 0}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.9.0.1"}],
+        "dns": {},
+    }
+
+
+def conf(plugin_type: str, sandbox: str, **fields: Any) -> bytes:
+    doc: dict[str, Any] = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": plugin_type}
+    doc.update(fields)
+    doc["prevResult"] = prev_result(sandbox)
+    return json.dumps(doc).encode()
+
+
+@dataclass
+class Run:
+    """One timed invocation: argv, environment, stdin and optional preexec."""
+
+    argv: list[str]
+    env: dict[str, str]
+    stdin: bytes = b""
+    preexec: Callable[[], None] | None = None
+    after: Callable[[], None] | None = None
+    expect_json: bool = True
+
+
+def timed(run: Run) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    start = time.perf_counter_ns()
+    done = subprocess.run(
+        run.argv,
+        input=run.stdin,
+        env=run.env,
+        capture_output=True,
+        preexec_fn=run.preexec,
+        check=False,
+    )
+    elapsed = (time.perf_counter_ns() - start) / 1e6
+    return elapsed, done
+
+
+def check(name: str, done: subprocess.CompletedProcess[bytes], expect_json: bool) -> None:
+    if done.returncode != 0:
+        _die(
+            f"{name}: exit {done.returncode}\nstdout: {done.stdout.decode(errors='replace')}\n"
+            f"stderr: {done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    if expect_json:
+        doc = json.loads(done.stdout)
+        if "code" in doc:
+            _die(f"{name}: CNI error {doc}")
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    group: str
+    prepare: Callable[[], Run] | None
+    unavailable: str = ""
+    samples: list[float] = field(default_factory=list)
+
+
+def _bin_dirs(tmp: Path) -> tuple[Path, Path | None, str]:
+    """Exec launchers, and agent shims when the agent exists (else a reason)."""
+    exec_dir = tmp / "bin-exec"
+    subprocess.run(
+        [
+            str(Path(PYTHON).parent / "cnisdk"),
+            "install",
+            "passthrough",
+            "istio-redirect",
+            "--bin-dir",
+            str(exec_dir),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    probe = subprocess.run(
+        [str(Path(PYTHON).parent / "cnisdk"), "agent", "--help"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        return exec_dir, None, "`cnisdk agent` not available"
+    try:
+        from cnisdk._discovery import get_plugin
+        from cnisdk._launcher import render_shim_launcher
+    except ImportError:
+        return exec_dir, None, "shim launchers not available"
+    agent_dir = tmp / "bin-agent"
+    agent_dir.mkdir()
+    for plugin_type in ("passthrough", "istio-redirect"):
+        # fallback "fail": an unreachable agent must show as an error, never as exec timings.
+        text = render_shim_launcher(
+            get_plugin(plugin_type), str(tmp / "agent.sock"), "fail", PYTHON
+        )
+        target = agent_dir / plugin_type
+        target.write_text(text)
+        target.chmod(0o755)
+    return exec_dir, agent_dir, ""
+
+
+class Agent:
+    """A ``cnisdk agent`` process for the agent-mode rows."""
+
+    def __init__(self, socket_path: Path, log: Path) -> None:
+        self.socket_path = socket_path
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                str(Path(PYTHON).parent / "cnisdk"),
+                "agent",
+                "--socket",
+                str(socket_path),
+                "--types",
+                "passthrough,istio-redirect",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                _die(f"cnisdk agent exited with {self.proc.returncode}; see {log}")
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(socket_path))
+                return
+            time.sleep(0.05)
+        _die("cnisdk agent did not start listening within 30 s")
+
+    def rss_mib(self) -> tuple[float, float]:
+        """(current, peak) resident memory of the agent process in MiB."""
+        values: dict[str, float] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+        return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def build_scenarios(
+    tmp: Path,
+    exec_dir: Path,
+    agent_dir: Path | None,
+    no_agent: str,
+    kubeconfig: str,
+    pod: dict[str, Any],
+    tuning_ns: str,
+) -> list[Scenario]:
+    from cnisdk_istio_redirect._iptables_rules import render_iptables
+    from cnisdk_istio_redirect._redirect import RedirectSpec
+
+    rules = render_iptables(RedirectSpec(), 4).encode()
+    restore = shutil.which("iptables-restore")
+    if restore is None:
+        _die("iptables-restore not found")
+    meta = pod["metadata"]
+    k8s_args = (
+        f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};K8S_POD_NAME={meta['name']};"
+        f"K8S_POD_INFRA_CONTAINER_ID={secrets.token_hex(8)};K8S_POD_UID={meta['uid']}"
+    )
+    xtables_lock = str(tmp / "xtables.lock")
+
+    def go_tuning() -> Run:
+        return Run([GO_TUNING], cni_env(tuning_ns), conf("tuning", tuning_ns))
+
+    def iptables_floor() -> Run:
+        ns = new_netns()
+        env = {"PATH": os.environ.get("PATH", ""), "XTABLES_LOCKFILE": xtables_lock}
+        return Run(
+            [restore, "--noflush"],
+            env,
+            rules,
+            preexec=_enter_netns(ns),
+            after=lambda: del_netns(ns),
+            expect_json=False,
+        )
+
+    def python_cmd(code: str) -> Callable[[], Run]:
+        return lambda: Run([PYTHON, "-I", "-c", code], {}, expect_json=False)
+
+    def passthrough(bin_dir: Path) -> Callable[[], Run]:
+        return lambda: Run(
+            [str(bin_dir / "passthrough")], cni_env(tuning_ns), conf("passthrough", tuning_ns)
+        )
+
+    def istio(bin_dir: Path) -> Callable[[], Run]:
+        def make() -> Run:
+            ns = new_netns()
+            env = cni_env(ns, CNI_ARGS=k8s_args, XTABLES_LOCKFILE=xtables_lock)
+            stdin = conf(
+                "istio-redirect",
+                ns,
+                kubeconfig=kubeconfig,
+                kube_api_attempts=1,
+                kube_api_timeout=5.0,
+            )
+            return Run([str(bin_dir / "istio-redirect")], env, stdin, after=lambda: del_netns(ns))
+
+        return make
+
+    agent_pt = passthrough(agent_dir) if agent_dir else None
+    agent_ir = istio(agent_dir) if agent_dir else None
+    return [
+        Scenario("go-tuning", "Go `tuning` (chained, real netns)", "peer", go_tuning),
+        Scenario(
+            "iptables-restore",
+            "bare `iptables-restore --noflush` (istio rules, fresh netns)",
+            "floor",
+            iptables_floor,
+        ),
+        Scenario("python", "`python -I -c pass` (bare interpreter)", "context", python_cmd("pass")),
+        Scenario(
+            "import-floor",
+            'import floor: `python -I -c "import anyio, pydantic"`',
+            "floor",
+            python_cmd("import anyio, pydantic"),
+        ),
+        Scenario(
+            "import-floor-model",
+            "import floor + one `BaseModel` subclass (context)",
+            "context",
+            python_cmd("import anyio, pydantic\nclass M(pydantic.BaseModel):\n    x: int = 0"),
+        ),
+        Scenario("exec-passthrough", "`passthrough`, exec mode", "exec", passthrough(exec_dir)),
+        Scenario(
+            "exec-istio",
+            "`istio-redirect`, exec mode (API lookup + rules)",
+            "exec",
+            istio(exec_dir),
+        ),
+        Scenario("agent-passthrough", "`passthrough`, agent mode", "agent", agent_pt, no_agent),
+        Scenario(
+            "agent-istio", "`istio-redirect`, agent mode (rules)", "agent", agent_ir, no_agent
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+@dataclass
+class ConcurrentResult:
+    latencies: list[float]
+    failures: int
+    wall_ms: float
+    rss_mib: float
+    peak_rss_mib: float
+
+
+def concurrent_adds(agent: Agent, agent_dir: Path, tuning_ns: str) -> ConcurrentResult:
+    """``CONCURRENT`` passthrough ADDs through the agent at once, as a runtime starting pods."""
+    barrier = threading.Barrier(CONCURRENT)
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+
+    def one() -> None:
+        nonlocal failures
+        run = Run(
+            [str(agent_dir / "passthrough")], cni_env(tuning_ns), conf("passthrough", tuning_ns)
+        )
+        barrier.wait()
+        elapsed, done = timed(run)
+        ok = done.returncode == 0 and "code" not in json.loads(done.stdout or b"{}")
+        with lock:
+            latencies.append(elapsed)
+            failures += 0 if ok else 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one) for _ in range(CONCURRENT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = (time.perf_counter() - start) * 1000
+    rss, peak = agent.rss_mib()
+    return ConcurrentResult(sorted(latencies), failures, wall, rss, peak)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def machine_info() -> list[str]:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.1f} GiB RAM"
+    versions = []
+    from importlib.metadata import version
+
+    for dist in ("pydantic", "pydantic-core", "anyio"):
+        versions.append(f"{dist} {version(dist)}")
+    about = subprocess.run([GO_TUNING], env={}, capture_output=True, check=False).stderr
+    go_version = about.decode(errors="replace").strip().splitlines()[0] if about else "tuning"
+    return [
+        f"- Date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {cpu}, {os.cpu_count()} CPUs{mem}; Linux {platform.release()}",
+        f"- Python {platform.python_version()} ({PYTHON}); {', '.join(versions)}",
+        f"- Go peer: {GO_TUNING} ({go_version})",
+    ]
+
+
+def fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def write_report(
+    scenarios: list[Scenario],
+    concurrent: ConcurrentResult | None,
+    no_agent: str,
+    repeat: int,
+    commit: str,
+) -> str:
+    by_key = {s.key: s for s in scenarios}
+    go = statistics.median(by_key["go-tuning"].samples)
+    floor = statistics.median(by_key["import-floor"].samples)
+    lines = [
+        "<!-- generated by benchmarks/run.py; do not edit -->",
+        *machine_info(),
+        f"- cnisdk commit {commit}; {repeat} timed ADDs per row, rows interleaved round-robin; "
+        "times in ms, wall clock from spawn to exit as a runtime sees it",
+        "",
+        "| Scenario | median | p90 | p99 | x Go `tuning` | Δ import floor |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in scenarios:
+        if not s.samples:
+            lines.append(f"| {s.label} | not available ({s.unavailable}) | | | | |")
+            continue
+        med = statistics.median(s.samples)
+        lines.append(
+            f"| {s.label} | {fmt(med)} | {fmt(percentile(s.samples, 90))} | "
+            f"{fmt(percentile(s.samples, 99))} | {med / go:.1f}x | {med - floor:+.1f} |"
+        )
+    lines.append("")
+    if concurrent is None:
+        lines.append(f"{CONCURRENT} concurrent ADDs through the agent: not available ({no_agent}).")
+    else:
+        p50 = percentile(concurrent.latencies, 50)
+        p99 = percentile(concurrent.latencies, 99)
+        lines += [
+            f"{CONCURRENT} concurrent `passthrough` ADDs through the agent "
+            "(shims started at once):",
+            "",
+            "| succeeded | p50 | p99 | p99 / p50 | wall | agent RSS after (peak) |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {CONCURRENT - concurrent.failures}/{CONCURRENT} | {fmt(p50)} | {fmt(p99)} | "
+            f"{p99 / p50:.1f} | {fmt(concurrent.wall_ms)} | "
+            f"{concurrent.rss_mib:.1f} MiB ({concurrent.peak_rss_mib:.1f} MiB) |",
+        ]
+    lines += ["", "Targets (issue 8):", ""]
+    lines += targets(by_key, floor, concurrent, no_agent)
+    return "\n".join(lines) + "\n"
+
+
+def targets(
+    by_key: dict[str, Scenario], floor: float, concurrent: ConcurrentResult | None, no_agent: str
+) -> list[str]:
+    def med(key: str) -> float | None:
+        samples = by_key[key].samples
+        return statistics.median(samples) if samples else None
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    out: list[str] = []
+    exec_pt = med("exec-passthrough")
+    if exec_pt is not None:
+        gap = exec_pt - floor
+        out.append(
+            f"- exec-mode `passthrough` within 15 ms of the import floor: {fmt(gap)} ms "
+            f"→ {verdict(gap <= 15)}"
+        )
+    agent_pt = med("agent-passthrough")
+    if agent_pt is None:
+        out.append(f"- agent-mode `passthrough` ≤ 25 ms: not available ({no_agent})")
+    else:
+        out.append(
+            f"- agent-mode `passthrough` ≤ 25 ms: {fmt(agent_pt)} ms → {verdict(agent_pt <= 25)}"
+        )
+    agent_ir, restore = med("agent-istio"), med("iptables-restore")
+    if agent_ir is None or restore is None:
+        out.append(
+            f"- agent-mode `istio-redirect` within 25 ms of `iptables-restore`: "
+            f"not available ({no_agent})"
+        )
+    else:
+        gap = agent_ir - restore
+        out.append(
+            f"- agent-mode `istio-redirect` within 25 ms of `iptables-restore`: {fmt(gap)} ms "
+            f"→ {verdict(gap <= 25)}"
+        )
+    if concurrent is None:
+        out.append(f"- {CONCURRENT} concurrent ADDs: not available ({no_agent})")
+    else:
+        p50 = percentile(concurrent.latencies, 50)
+        p99 = percentile(concurrent.latencies, 99)
+        ok = concurrent.failures == 0
+        out.append(
+            f"- {CONCURRENT} concurrent ADDs all succeed: "
+            f"{CONCURRENT - concurrent.failures}/{CONCURRENT} → {verdict(ok)}; "
+            f"p99 ≤ 5 x p50: {p99 / p50:.1f} x → {verdict(p99 <= 5 * p50)}; "
+            f"agent RSS ≤ 80 MiB: {concurrent.peak_rss_mib:.1f} MiB peak "
+            f"→ {verdict(concurrent.peak_rss_mib <= 80)}"
+        )
+    return out
+
+
+def plot(scenarios: list[Scenario], concurrent: ConcurrentResult | None, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        print("benchmarks: matplotlib not installed; no plot written", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(s.key, s.samples) for s in scenarios if s.samples]
+    if concurrent is not None:
+        rows.append((f"agent x{CONCURRENT} concurrent", concurrent.latencies))
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.5))
+    ax.boxplot(
+        [samples for _, samples in rows],
+        orientation="horizontal",
+        tick_labels=[name for name, _ in rows],
+        showfliers=True,
+        flierprops={"markersize": 2},
+    )
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ADD latency, ms (log scale)")
+    ax.set_title("CNI ADD latency per invocation (benchmarks/run.py)")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# --------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def kube_api(pod: dict[str, Any]) -> Iterator[str]:
+    with _kube_stub().KubeStub(token=None) as stub:
+        stub.add_pod(pod)
+        yield stub.url
+
+
+def _kube_stub() -> Any:
+    """The istio-redirect tests' API stand-in and realistic injected pod."""
+    return importlib.import_module("kube_stub")
+
+
+def write_kubeconfig(directory: Path, server: str) -> str:
+    path = directory / "istio-cni-kubeconfig"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server}}],
+        "users": [{"name": "istio-cni", "user": {"token": "bench"}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "local", "user": "istio-cni"}}],
+        "current-context": "bench",
+    }
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    return str(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=100, help="timed ADDs per row (100)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (3)")
+    parser.add_argument("--quick", action="store_true", help="20 repetitions, 1 warm-up round")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeat, args.warmup = 20, 1
+    if os.geteuid() != 0:
+        _die("needs root (network namespaces, iptables)")
+    for tool in ("ip", GO_TUNING):
+        if shutil.which(tool) is None:
+            _die(f"{tool} not found")
+
+    pod: dict[str, Any] = _kube_stub().injected_pod()
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        or "unknown"
+    )
+    agent: Agent | None = None
+    with tempfile.TemporaryDirectory(prefix="cnisdk-bench-") as tmp_name, kube_api(pod) as url:
+        tmp = Path(tmp_name)
+        tuning_ns = new_netns()
+        try:
+            exec_dir, agent_dir, no_agent = _bin_dirs(tmp)
+            if agent_dir is not None:
+                agent = Agent(tmp / "agent.sock", tmp / "agent.log")
+            scenarios = build_scenarios(
+                tmp, exec_dir, agent_dir, no_agent, write_kubeconfig(tmp, url), pod, tuning_ns
+            )
+            active = [s for s in scenarios if s.prepare is not None]
+            total = args.warmup + args.repeat
+            for round_no in range(total):
+                shift = round_no % len(active)
+                for scenario in active[shift:] + active[:shift]:
+                    assert scenario.prepare is not None
+                    run = scenario.prepare()
+                    try:
+                        elapsed, done = timed(run)
+                    finally:
+                        if run.after is not None:
+                            run.after()
+                    check(scenario.key, done, run.expect_json)
+                    if round_no >= args.warmup:
+                        scenario.samples.append(elapsed)
+                if (round_no + 1) % 10 == 0 or round_no + 1 == total:
+                    print(f"round {round_no + 1}/{total}", file=sys.stderr)
+            concurrent = None
+            if agent is not None and agent_dir is not None:
+                concurrent = concurrent_adds(agent, agent_dir, tuning_ns)
+        finally:
+            if agent is not None:
+                agent.stop()
+            cleanup_netns()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = write_report(scenarios, concurrent, no_agent, args.repeat, commit)
+    (args.out / "latest.md").write_text(report)
+    if plot(scenarios, concurrent, args.out / "latest.png") and args.out == RESULTS:
+        DOCS_IMG.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.out / "latest.png", DOCS_IMG)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
