@@ -2,6 +2,10 @@
 
 Every call takes a ``timeout`` (seconds per plugin process) rather than relying on an outer
 cancel scope only, because the process must be killed, not just abandoned, when it expires.
+Each plugin starts in a session (and process group) of its own, and a timeout or cancellation
+kills that whole group: a plugin's children (a shell script's ``sleep``, a helper it spawned)
+die with it instead of lingering and holding its output pipes open. libcni gets the same from
+its context deadline killing the plugin; a group kill is the stronger form of it.
 
 Used from both sides of the protocol: a runtime (``cnisdk._runtime``) runs each plugin of a chain
 here, and a plugin delegates to another one (typically IPAM) through ``delegate_*``.
@@ -90,11 +94,13 @@ class PluginExecError(CNIError):
     """A plugin failed without a parsable error document.
 
     ``msg`` is Go's text (``netplugin failed ...``) and ``code`` is 0, as in Go, where these
-    cases are also a ``*types.Error`` with an unset code.
+    cases are also a ``*types.Error`` with an unset code. ``returncode`` is the plugin's exit
+    status (negative: the signal that killed it), for callers that word their own message.
     """
 
-    def __init__(self, msg: str) -> None:
+    def __init__(self, msg: str, returncode: int | None = None) -> None:
         super().__init__(0, msg)
+        self.returncode = returncode
 
 
 @dataclass(frozen=True)
@@ -206,9 +212,11 @@ def _error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIErro
     exit_text = _exit_text(returncode)
     if not stdout:
         if not stderr:
-            return PluginExecError(f"netplugin failed with no error message: {exit_text}")
+            return PluginExecError(
+                f"netplugin failed with no error message: {exit_text}", returncode
+            )
         # libcni >= 1.2 appends the exit status; older versions stopped after the quote.
-        return PluginExecError(f"netplugin failed: {go_quote(stderr)}: {exit_text}")
+        return PluginExecError(f"netplugin failed: {go_quote(stderr)}: {exit_text}", returncode)
     problem = _go_json_error(stdout)
     if problem is None:
         doc = json.loads(stdout)
@@ -223,7 +231,8 @@ def _error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIErro
             except ValueError as exc:
                 problem = str(exc)
     return PluginExecError(
-        f"netplugin failed but error parsing its diagnostic message {go_quote(stdout)}: {problem}"
+        f"netplugin failed but error parsing its diagnostic message {go_quote(stdout)}: {problem}",
+        returncode,
     )
 
 
@@ -250,7 +259,7 @@ async def exec_plugin(
     """Run one plugin process and return its stdout.
 
     :param environ: the plugin's whole environment, used exactly as given.
-    :param timeout: seconds; on expiry the process is killed.
+    :param timeout: seconds; on expiry the plugin's whole process group is killed.
     :raises CNIError: the plugin's error document (``PluginExecError`` when there is none).
     :raises TimeoutError: the plugin ran longer than ``timeout``.
     :raises OSError: the file could not be executed.
@@ -277,8 +286,9 @@ async def exec_plugin(
 async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
     """Run to completion, feeding stdin and collecting both outputs concurrently.
 
-    On cancellation (a timeout) the process is killed: ``Process.aclose`` kills it when its
-    wait is cancelled.
+    The plugin leads a new session, so its children share its process group. On cancellation
+    (a timeout) that group is killed with SIGKILL: otherwise a child still holding stdout
+    would outlive the plugin (``Process.aclose`` alone kills only the plugin itself).
     """
     outputs: dict[str, bytes] = {}
 
@@ -295,15 +305,30 @@ async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes
         outputs[name] = b"".join(chunks)
 
     async with await anyio.open_process(
-        [path], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [path],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     ) as process:
         assert process.stdin and process.stdout and process.stderr
-        async with anyio.create_task_group() as group:
-            group.start_soon(feed, process.stdin)
-            group.start_soon(drain, "stdout", process.stdout)
-            group.start_soon(drain, "stderr", process.stderr)
-        returncode = await process.wait()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(feed, process.stdin)
+                group.start_soon(drain, "stdout", process.stdout)
+                group.start_soon(drain, "stderr", process.stderr)
+            returncode = await process.wait()
+        except BaseException:
+            _kill_group(process.pid)
+            raise
     return returncode, outputs["stdout"], outputs["stderr"]
+
+
+def _kill_group(pgid: int) -> None:
+    # The group outlives its leader while any member does; once all are gone, nothing to do.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _config_version(netconf: bytes) -> str:

@@ -12,20 +12,18 @@ table, with examples, is in ``docs/validate.md``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from anyio.abc import Process
 
+from cnisdk._invoke import PluginExecError, PluginNotFoundError, find_plugin, get_version_info
+from cnisdk.spec._errors import CNIError
 from cnisdk.spec._versions import (
     ALL_VERSIONS,
     CURRENT_VERSION,
@@ -150,7 +148,6 @@ _LIST_KEYS = ("cniVersion", "cniVersions", "name", "plugins", *_BOOL_FLAGS)
 _PLUGIN_KEYS = (
     "cniVersion", "name", "type", "capabilities", "ipam", "dns", "prevResult", "runtimeConfig",
 )  # fmt: skip
-_VERSION_PROBE_STDIN = json.dumps({"cniVersion": CURRENT_VERSION}).encode()
 
 
 class ValidateError(Exception):
@@ -905,97 +902,41 @@ class _Probe:
 
 
 def _find(plugin_type: str, cni_path: Sequence[str]) -> str | None:
-    # Go's FindInPath: the first regular file of that name in CNI_PATH order.
-    for directory in cni_path:
-        candidate = os.path.join(directory, plugin_type)
-        try:
-            if stat.S_ISREG(os.stat(candidate).st_mode):
-                return candidate
-        except OSError:
-            continue
-    return None
-
-
-def _kill_group(process: Process) -> None:
-    # The plugin may have children (a shell script's `sleep`); they share its session.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        return find_plugin(plugin_type, cni_path)
+    except PluginNotFoundError:
+        return None
 
 
 async def _probe_version(path: str, timeout: float | None) -> _Probe:  # noqa: ASYNC109
-    """Run ``path`` with CNI_COMMAND=VERSION as libcni's GetVersionInfo does."""
-    env = {
-        **os.environ,
-        "CNI_COMMAND": "VERSION",
-        "CNI_NETNS": "dummy",
-        "CNI_IFNAME": "dummy",
-        "CNI_PATH": "dummy",
-        "CNI_CONTAINERID": "",
-        "CNI_ARGS": "",
-    }
+    """Run ``path`` with CNI_COMMAND=VERSION as libcni's GetVersionInfo does, in validate's words.
+
+    ``get_version_info`` kills the plugin's whole process group when it times out.
+    """
     try:
-        process = await anyio.open_process([path], env=env, start_new_session=True)
-    except OSError as exc:
-        return _Probe(error=f"cannot run it: {exc.strerror or exc}")
-    stdout = bytearray()
-    try:
-        with anyio.fail_after(timeout):
-            async with anyio.create_task_group() as tg:
-
-                async def read_stdout() -> None:
-                    assert process.stdout is not None
-                    async for chunk in process.stdout:
-                        stdout.extend(chunk)
-
-                async def drain_stderr() -> None:
-                    assert process.stderr is not None
-                    async for _ in process.stderr:
-                        pass
-
-                tg.start_soon(read_stdout)
-                tg.start_soon(drain_stderr)
-                assert process.stdin is not None
-                try:
-                    await process.stdin.send(_VERSION_PROBE_STDIN)
-                    await process.stdin.aclose()
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    pass  # it exited without reading stdin; its output still counts
-            returncode = await process.wait()
+        info = await get_version_info(path, timeout=timeout)
     except TimeoutError:
         return _Probe(timed_out=True)
-    finally:
-        if process.returncode is None:
-            _kill_group(process)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
-    return _decode_version(bytes(stdout), returncode)
+    except OSError as exc:
+        return _Probe(error=f"cannot run it: {exc.strerror or exc}")
+    except PluginExecError as exc:
+        return _Probe(error=f"it exited with status {exc.returncode} and no CNI error on stdout")
+    except CNIError as exc:
+        detail = f"; {exc.details}" if exc.details else ""
+        return _Probe(error=f"it failed with code {exc.code}: {exc.msg}{detail}")
+    except ValueError as exc:
+        return _Probe(error=_version_decode_error(exc))
+    return _Probe(versions=list(info.supported_versions))
 
 
-def _decode_version(stdout: bytes, returncode: int) -> _Probe:
-    """Read VERSION output as Go's ``version.PluginDecoder`` and ``invoke.GetVersionInfo`` do."""
-    try:
-        doc = json.loads(stdout)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        doc = None
-    if returncode != 0:
-        if isinstance(doc, dict) and isinstance(doc.get("msg"), str):
-            if doc["msg"] == "unknown CNI_COMMAND: VERSION" and not doc.get("details"):
-                return _Probe(versions=["0.1.0"])
-            detail = f"; {doc['details']}" if doc.get("details") else ""
-            return _Probe(error=f"it failed with code {doc.get('code')}: {doc['msg']}{detail}")
-        return _Probe(error=f"it exited with status {returncode} and no CNI error on stdout")
-    if not isinstance(doc, dict):
-        return _Probe(error="its output is not a JSON object")
-    if not isinstance(doc.get("cniVersion"), str):
-        return _Probe(error="decoding version info: missing field cniVersion")
-    supported = doc.get("supportedVersions")
-    if not supported:
-        if doc["cniVersion"] == "0.2.0":
-            return _Probe(versions=["0.1.0", "0.2.0"])
-        return _Probe(error="decoding version info: missing field supportedVersions")
-    if not isinstance(supported, list) or not all(isinstance(v, str) for v in supported):
-        return _Probe(error="supportedVersions is not an array of strings")
-    return _Probe(versions=supported)
+def _version_decode_error(exc: ValueError) -> str:
+    # decode_version_info speaks Go's messages; validate words unparsable output its own way.
+    text = str(exc)
+    if isinstance(exc.__cause__, (json.JSONDecodeError, UnicodeDecodeError)) or (
+        "non-object" in text
+    ):
+        return "its output is not a JSON object"
+    return text
 
 
 async def _check_binaries(

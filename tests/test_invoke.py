@@ -154,6 +154,43 @@ async def test_exec_timeout_kills_the_plugin(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
+def _gone(pid: int) -> bool:
+    # Dead, or a zombie waiting for whoever inherited it to reap it.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(pid)
+
+
+@pytest.mark.anyio
+async def test_exec_timeout_kills_the_plugins_process_group(tmp_path: Path) -> None:
+    # The plugin runs in a session of its own, and a timeout kills its children too.
+    pidfile = tmp_path / "child"
+    plugin = script(tmp_path, "hang", f"sleep 30 &\necho $! > {pidfile}\nwait\n")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await exec_plugin(plugin, ENV, b"", timeout=0.5)
+    assert time.monotonic() - started < 5
+    child = int(pidfile.read_text())
+    assert _wait_gone(child, 5)
+
+
+@pytest.mark.anyio
+async def test_exec_plugin_leads_its_own_session(tmp_path: Path) -> None:
+    # /proc/PID/stat: pid (comm) state ppid pgrp session ...
+    plugin = script(tmp_path, "p", "cut -d' ' -f6 /proc/$$/stat\necho $$\n")
+    sid, pid = (await exec_plugin(plugin, ENV, b"")).split()
+    assert sid == pid
+
+
 # -- results --------------------------------------------------------------------------------
 
 

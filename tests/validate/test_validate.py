@@ -172,6 +172,32 @@ async def test_hanging_plugin_times_out_quickly(tmp_path: Path) -> None:
     assert "within 0.5 s" in only(report).message
 
 
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` dies (or is a zombie awaiting its new parent) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_hanging_plugins_children_are_killed_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child"
+    write_plugin(tmp_path, "hang", f"sleep 30 &\necho $! > {pidfile}\nwait")
+    (report,) = await check(
+        conflist(tmp_path, "1.0.0", "hang"), cni_path=[str(tmp_path)], timeout=0.5
+    )
+    assert problems(report) == [("CV204", "error", "plugins[0].type")]
+    assert gone_within(int(pidfile.read_text()), 5)
+
+
 @pytest.mark.anyio
 async def test_each_binary_is_probed_once_and_concurrently(tmp_path: Path) -> None:
     write_plugin(tmp_path, "slow", f"sleep 0.4; {version_answer(['1.0.0'])}")
