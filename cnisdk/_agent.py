@@ -225,12 +225,15 @@ class Agent:
         if self._control is not None:
             self._control.cancel()
 
-    def health(self) -> dict[str, Any]:
-        """The health document (see the module docstring)."""
+    def health(self, *, asking: int = 0) -> dict[str, Any]:
+        """The health document (see the module docstring).
+
+        :param asking: connections to leave out of ``in_flight`` (the health request itself).
+        """
         return {
             "status": "stopping" if self._stopping else "ok",
             "types": sorted(self.plugins),
-            "in_flight": self._stats.in_flight,
+            "in_flight": self._stats.in_flight - asking,
             "served": self._stats.served,
             "uptime_s": round(time.monotonic() - self._stats.started, 3),
             "pid": os.getpid(),
@@ -252,7 +255,11 @@ class Agent:
             request_timeout=self.request_timeout,
         )
         try:
-            async with contextlib.AsyncExitStack() as stack:
+            async with anyio.create_task_group() as outer, contextlib.AsyncExitStack() as stack:
+                # One signal receiver for the whole run: the first signal drains, a second
+                # cancels in-flight work (the default action would kill us mid-drain).
+                if self._handle_signals:
+                    outer.start_soon(self._watch_signals)
                 for plugin in self.plugins.values():
                     await stack.enter_async_context(plugin.serve())
                 async with anyio.create_task_group() as requests:
@@ -261,21 +268,19 @@ class Agent:
                         self._control = control.cancel_scope
                         if self._stopping:
                             control.cancel_scope.cancel()
-                        if self._handle_signals:
-                            control.start_soon(self._watch_signals)
                         if self.health_address is not None:
                             await control.start(self._serve_health, self.health_address)
                         control.start_soon(self._accept, listener, requests)
                         self.ready.set()
-                        self.log("listening", socket=str(self.socket_path))
+                        self.log(
+                            "listening", socket=str(self.socket_path), health_port=self.health_port
+                        )
                     # Stop accepting first: new requests find no socket and fall back.
                     await listener.aclose()
                     _unlink_if_same(self.socket_path, identity)
                     self.log("shutdown", in_flight=self._stats.in_flight)
-                    if self._handle_signals:
-                        requests.start_soon(self._second_signal)
                     await _wait_idle(self._stats)
-                    requests.cancel_scope.cancel()  # only the second-signal watcher is left
+                outer.cancel_scope.cancel()  # only the signal watcher is left
         finally:
             await listener.aclose()
             _unlink_if_same(self.socket_path, identity)
@@ -284,16 +289,9 @@ class Agent:
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                self.log("signal", signal=signal.Signals(signum).name)
+                action = "cancel in-flight" if self._stopping else "drain"
+                self.log("signal", signal=signal.Signals(signum).name, action=action)
                 self.stop()
-                return
-
-    async def _second_signal(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                self.log("signal", signal=signal.Signals(signum).name, action="cancel in-flight")
-                self.stop()
-                return
 
     async def _accept(
         self, listener: anyio.abc.SocketListener, requests: anyio.abc.TaskGroup
@@ -332,7 +330,7 @@ class Agent:
                     raise ValueError("the header is not a JSON object")
                 if header.get("op") == "health":
                     await stream.send(
-                        encode_frame(_header(**self.health()))
+                        encode_frame(_header(**self.health(asking=1)))
                         + encode_frame(b"")
                         + encode_frame(b"")
                     )

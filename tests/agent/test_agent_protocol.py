@@ -1,0 +1,291 @@
+"""The agent and its shims without network namespaces: exec-mode equivalence, fallbacks,
+timeouts, cancellation, graceful shutdown, the socket's permissions and health."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from agent_kit import (
+    AgentProcess,
+    chained_config,
+    cni_env,
+    run_plugin,
+    write_exec_launchers,
+    write_shims,
+)
+
+from cnisdk._agent import encode_frame, request_health
+
+TYPES = ["passthrough", "boom", "slow"]
+
+
+@pytest.fixture(scope="module")
+def sock_dir() -> Iterator[Path]:
+    # Short, and not under pytest's 0700 tmp dirs, so the permission test sees the socket's
+    # own mode at work.
+    path = Path(tempfile.mkdtemp(prefix="cnisdk-agent-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent(sock_dir: Path) -> Iterator[AgentProcess]:
+    proc = AgentProcess(sock_dir / "agent.sock", args=["--health", "127.0.0.1:0"])
+    proc.wait_ready()
+    yield proc
+    assert proc.stop() == 0, proc.log()
+
+
+@pytest.fixture(scope="module")
+def bins(sock_dir: Path, agent: AgentProcess) -> dict[str, Path]:
+    dirs = {name: sock_dir / name for name in ("shim", "exec", "fail", "nobody")}
+    write_shims(dirs["shim"], agent.socket_path, TYPES)
+    write_exec_launchers(dirs["exec"], TYPES)
+    write_shims(dirs["fail"], sock_dir / "absent.sock", ["passthrough"], fallback="fail")
+    write_shims(dirs["nobody"], sock_dir / "absent.sock", ["passthrough"], fallback="exec")
+    return dirs
+
+
+CASES = {
+    "add": ("passthrough", cni_env("ADD"), chained_config("passthrough")),
+    "add-0.3.1": ("passthrough", cni_env("ADD"), chained_config("passthrough", "0.3.1")),
+    "del": ("passthrough", cni_env("DEL"), chained_config("passthrough")),
+    "check": ("passthrough", cni_env("CHECK"), chained_config("passthrough")),
+    "version": ("passthrough", cni_env("VERSION"), b""),
+    "about": ("passthrough", {"PATH": "/usr/bin:/bin"}, b""),
+    "missing-env": ("passthrough", {"CNI_COMMAND": "ADD", "CNI_PATH": "/x"}, b"{}"),
+    "bad-version": ("passthrough", cni_env("ADD"), chained_config("passthrough", "9.9.9")),
+    "bad-json": ("passthrough", cni_env("ADD"), b'{"cniVersion": "1.0.0", '),
+    "unknown-command": ("passthrough", cni_env("FROB"), chained_config("passthrough")),
+    "not-chained": ("passthrough", cni_env("ADD"), b'{"cniVersion":"1.0.0","name":"n"}'),
+    "bad-name": ("passthrough", cni_env("ADD"), b'{"cniVersion":"1.0.0","name":"a/b"}'),
+    "exception": ("boom", cni_env("ADD"), b'{"cniVersion":"1.0.0","name":"n"}'),
+    "bad-container-id": ("passthrough", cni_env("DEL", CNI_CONTAINERID="a b"), b"{}"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shim_agent_and_exec_mode_are_byte_identical(case: str, bins: dict[str, Path]) -> None:
+    plugin_type, env, stdin = CASES[case]
+    via_exec = run_plugin(bins["exec"] / plugin_type, env, stdin)
+    via_agent = run_plugin(bins["shim"] / plugin_type, env, stdin)
+    assert (via_agent.stdout, via_agent.returncode) == (via_exec.stdout, via_exec.returncode)
+    if case == "about":
+        assert via_agent.stderr == via_exec.stderr
+        assert b"CNI protocol versions supported" in via_agent.stderr
+    if plugin_type == "passthrough":
+        # Falling back to exec mode (no agent) gives the same bytes too, stdin included.
+        fallback = run_plugin(bins["nobody"] / plugin_type, env, stdin)
+        assert (fallback.stdout, fallback.returncode) == (via_exec.stdout, via_exec.returncode)
+
+
+def test_requests_really_went_through_the_agent(agent: AgentProcess, bins: dict[str, Path]) -> None:
+    before = request_health(agent.socket_path)["served"]
+    done = run_plugin(
+        bins["shim"] / "passthrough",
+        cni_env("ADD", CNI_CONTAINERID="seen-1"),
+        chained_config("passthrough"),
+    )
+    assert done.returncode == 0
+    assert request_health(agent.socket_path)["served"] == before + 1
+    record = next(e for e in agent.events() if e.get("container_id") == "seen-1")
+    assert record["event"] == "request"
+    assert record["type"] == "passthrough" and record["command"] == "ADD"
+    assert record["exit_code"] == 0 and record["duration_ms"] >= 0
+
+
+def test_request_log_comes_back_on_stderr(bins: dict[str, Path]) -> None:
+    env = cni_env("ADD", CNISDK_LOG_LEVEL="info", CNI_CONTAINERID="logged")
+    done = run_plugin(bins["shim"] / "passthrough", env, chained_config("passthrough"))
+    assert done.returncode == 0
+    assert b"ADD container=logged ifname=eth0" in done.stderr
+
+
+def test_fallback_fail_answers_code_11(sock_dir: Path, bins: dict[str, Path]) -> None:
+    done = run_plugin(bins["fail"] / "passthrough", cni_env("ADD"), chained_config("passthrough"))
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["code"] == 11
+    assert doc["msg"].startswith(f"cnisdk agent unavailable at {sock_dir / 'absent.sock'}: ")
+    assert done.stdout.startswith(b'{\n    "code": 11,') and not done.stdout.endswith(b"\n")
+
+
+def test_shim_imports_only_the_standard_library(bins: dict[str, Path]) -> None:
+    text = (bins["shim"] / "passthrough").read_text()
+    assert text.splitlines()[0].endswith(" -IS")
+    assert "cnisdk" not in "".join(
+        line for line in text.splitlines() if line.startswith(("import", "from"))
+    )
+
+
+def test_unserved_type_falls_back_to_exec(sock_dir: Path, agent: AgentProcess) -> None:
+    # An agent serving only `slow` does not know passthrough: the shim runs it in exec mode.
+    only = AgentProcess(sock_dir / "only.sock", args=["--types", ""])
+    only.wait_ready()
+    try:
+        bin_dir = sock_dir / "only-bin"
+        write_shims(bin_dir, only.socket_path, ["passthrough"])
+        done = run_plugin(bin_dir / "passthrough", cni_env("ADD"), chained_config("passthrough"))
+        assert done.returncode == 0 and json.loads(done.stdout)["ips"]
+        assert any(e["event"] == "unserved" for e in only.events())
+    finally:
+        assert only.stop() == 0
+
+
+def test_request_timeout_answers_try_again_later(sock_dir: Path) -> None:
+    quick = AgentProcess(sock_dir / "timeout.sock", args=["--request-timeout", "0.5"])
+    quick.wait_ready()
+    try:
+        bin_dir = sock_dir / "timeout-bin"
+        write_shims(bin_dir, quick.socket_path, ["slow"], fallback="fail")
+        started = time.monotonic()
+        done = run_plugin(bin_dir / "slow", cni_env("ADD"), chained_config("slow", sleep=30))
+        assert time.monotonic() - started < 5
+        assert done.returncode == 1
+        doc = json.loads(done.stdout)
+        assert doc["code"] == 11 and "timed out after 0.5 s" in doc["msg"]
+        assert any(e["event"] == "timeout" for e in quick.events())
+    finally:
+        assert quick.stop() == 0
+
+
+def _raw_request(path: Path, plugin_type: str, env: dict[str, str], stdin: bytes) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    header = json.dumps({"v": 1, "op": "request", "type": plugin_type, "env": env}).encode()
+    sock.sendall(encode_frame(header) + encode_frame(stdin))
+    return sock
+
+
+def _wait_for(path: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_client_disconnect_cancels_the_request(agent: AgentProcess, sock_dir: Path) -> None:
+    marker = sock_dir / "cancel.marker"
+    env = cni_env("ADD", CNI_CONTAINERID="gone-1")
+    sock = _raw_request(
+        agent.socket_path, "slow", env, chained_config("slow", sleep=30, marker=str(marker))
+    )
+    _wait_for(marker)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not any(e.get("container_id") == "gone-1" for e in agent.events()):
+        assert time.monotonic() < deadline, agent.log()
+        time.sleep(0.05)
+    record = next(e for e in agent.events() if e.get("container_id") == "gone-1")
+    assert record["event"] == "disconnect" and record["cancelled"] is True
+    assert request_health(agent.socket_path)["in_flight"] == 0
+
+
+def test_bad_requests_are_refused(agent: AgentProcess) -> None:
+    for header in (b"[1]", b'{"v": 2, "op": "request"}', b'{"v": 1, "op": "request"}', b"nope"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(agent.socket_path))
+            sock.sendall(encode_frame(header) + encode_frame(b""))
+            data = sock.recv(65536)
+        assert json.loads(data[4:])["status"] == "bad-request"
+
+
+def test_health_over_http_and_socket(agent: AgentProcess) -> None:
+    doc = request_health(agent.socket_path)
+    assert doc["status"] == "ok" and {"passthrough", "istio-redirect", "slow"} <= set(doc["types"])
+    line = next(e for e in agent.events() if e["event"] == "listening")
+    assert line["socket"] == str(agent.socket_path)
+    port = line["health_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+        assert answer.status == 200
+        assert json.loads(answer.read())["pid"] == agent.proc.pid
+
+
+def test_socket_is_owner_only(agent: AgentProcess, bins: dict[str, Path]) -> None:
+    st = os.stat(agent.socket_path)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.getuid() == 0
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(3)\n"
+    )
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    done = subprocess.run([*nobody, "/usr/bin/python3", "-c", probe, str(agent.socket_path)])
+    assert done.returncode == 3
+    # A shim run by another user cannot reach the agent either: with fallback "fail" it says so.
+    fail_bin = bins["fail"].with_name("fail-nobody")
+    write_shims(fail_bin, agent.socket_path, ["passthrough"], fallback="fail")
+    done = subprocess.run(
+        [*nobody, str(fail_bin / "passthrough")], env=cni_env("VERSION"), capture_output=True
+    )
+    assert json.loads(done.stdout)["code"] == 11 and b"Permission denied" in done.stdout
+
+
+def test_refuses_a_live_socket_and_replaces_a_stale_one(
+    agent: AgentProcess, sock_dir: Path
+) -> None:
+    second = AgentProcess(agent.socket_path)
+    assert second.proc.wait(20) == 1
+    assert "already serving" in second.log()
+    stale = sock_dir / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(stale))  # bound, never listening: what a killed agent leaves
+    fresh = AgentProcess(stale)
+    try:
+        assert fresh.wait_ready()["status"] == "ok"
+    finally:
+        assert fresh.stop() == 0
+    assert not stale.exists()
+    plain = sock_dir / "plain-file"
+    plain.write_text("not a socket")
+    third = AgentProcess(plain)
+    assert third.proc.wait(20) == 1 and "not a socket" in third.log()
+    assert plain.read_text() == "not a socket"
+
+
+def test_graceful_shutdown_finishes_the_in_flight_request(sock_dir: Path) -> None:
+    draining = AgentProcess(sock_dir / "drain.sock")
+    draining.wait_ready()
+    bin_dir = sock_dir / "drain-bin"
+    write_shims(bin_dir, draining.socket_path, ["slow"], fallback="fail")
+    marker = sock_dir / "drain.marker"
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            run_plugin,
+            bin_dir / "slow",
+            cni_env("ADD"),
+            chained_config("slow", sleep=1.5, marker=str(marker)),
+        )
+        _wait_for(marker)
+        draining.proc.terminate()
+        # New requests find no agent at once (the socket is gone) ...
+        deadline = time.monotonic() + 1
+        while draining.socket_path.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        refused = run_plugin(bin_dir / "slow", cni_env("VERSION"))
+        assert json.loads(refused.stdout)["code"] == 11
+        # ... and the one in flight still completes.
+        done = pending.result(30)
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["ips"][0]["address"] == "10.1.2.3/24"
+    assert draining.proc.wait(10) == 0
+    draining.stop()
+    events = [e["event"] for e in draining.events()]
+    assert events.index("shutdown") < events.index("request") < events.index("stopped")
