@@ -22,6 +22,7 @@ from agent_kit import AgentProcess, write_shims
 
 from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
 from cnisdk.spec._errors import CNIError
+from cnisdk.spec._result import Result
 from cnisdk.testing import require_netns, temporary_netns
 
 pytestmark = pytest.mark.netns
@@ -184,6 +185,7 @@ async def test_agent_killed_mid_add_then_restarted(node: Node) -> None:
             node.marker.unlink()
             quick = node.conflist({"type": "slow", "sleep": 0, "marker": str(node.marker)})
             result = await node.runtime.add(quick, rt)
+            assert isinstance(result, Result)
             assert eth0_address(path) == [result.ips[0].address.split("/")[0]]
             await node.runtime.delete(quick, rt)
             assert any(
