@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
 from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
-from cnisdk.spec._json import dumps_compact
+from cnisdk.spec._json import dumps_compact, go_json_kind
 from cnisdk.spec._names import (
     validate_container_id,
     validate_interface_name,
@@ -256,18 +256,6 @@ def _go_quote_char(char: str) -> str:
     return "'\\''" if char == "'" else f"'{char}'"
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
 # reflect's String() of the anonymous structs Go's skel decodes stdin into.
 _GO_STRUCTS = {
     "name": 'struct { Name string "json:\\"name\\"" }',
@@ -285,7 +273,7 @@ def _decode_object(data: bytes, prefix: str, key: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CNIError(
             ErrorCode.DECODING_FAILURE,
-            f"{prefix}: json: cannot unmarshal {_json_kind(doc)} into Go value of type "
+            f"{prefix}: json: cannot unmarshal {go_json_kind(doc)} into Go value of type "
             f"{_GO_STRUCTS[key]}",
         )
     return doc
@@ -337,7 +325,7 @@ def _string_field(doc: dict[str, Any], key: str, prefix: str) -> str:
     if not isinstance(value, str):
         raise CNIError(
             ErrorCode.DECODING_FAILURE,
-            f"{prefix}: json: cannot unmarshal {_json_kind(value)} into Go struct field "
+            f"{prefix}: json: cannot unmarshal {go_json_kind(value)} into Go struct field "
             f".{key} of type string",
         )
     return value

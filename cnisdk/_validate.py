@@ -24,6 +24,7 @@ import anyio
 
 from cnisdk._invoke import PluginExecError, PluginNotFoundError, find_plugin, get_version_info
 from cnisdk.spec._errors import CNIError
+from cnisdk.spec._json import fold_keys
 from cnisdk.spec._versions import (
     ALL_VERSIONS,
     CURRENT_VERSION,
@@ -228,12 +229,6 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return "an object"
-
-
-def _fold(doc: dict[str, Any], known: Iterable[str]) -> dict[str, Any]:
-    # Go's decoder matches struct fields case-insensitively, so "CNIVersion" is cniVersion.
-    canonical = {k.lower(): k for k in known}
-    return {canonical.get(k.lower(), k): v for k, v in doc.items()}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -723,7 +718,7 @@ def _parse_file(path: Path) -> _Parsed:
             )
         )
         return parsed
-    doc = _fold(doc, _LIST_KEYS + _PLUGIN_KEYS)
+    doc = fold_keys(doc, _LIST_KEYS + _PLUGIN_KEYS)
     parsed.doc = doc
     if suffix == ".conflist":
         is_list = True
@@ -790,7 +785,7 @@ def _parse_file(path: Path) -> _Parsed:
                     )
                 )
                 continue
-            entry = _fold(entry, _PLUGIN_KEYS)
+            entry = fold_keys(entry, _PLUGIN_KEYS)
             parsed.plugins.append((where, entry))
             _check_plugin(entry, where, list_version, parsed, index)
     if isinstance(doc.get("cniVersion", ""), str):  # else CV022 says enough

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cnisdk.spec._json import fold_keys
+from cnisdk.spec._json import fold_keys, go_type_name
 from cnisdk.spec._result import DNS
 from cnisdk.spec._versions import CURRENT_VERSION, parse_version
 
@@ -95,22 +95,8 @@ def _load_object(data: bytes | str, what: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"error parsing {what}: {exc}") from exc
     if not isinstance(doc, dict):
-        raise ValueError(f"error parsing {what}: expected a JSON object, got {_json_type(doc)}")
+        raise ValueError(f"error parsing {what}: expected a JSON object, got {go_type_name(doc)}")
     return doc
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if value is None:
-        return "<nil>"
-    return "map[string]interface {}"
 
 
 def parse_netconf(data: bytes | str) -> dict[str, Any]:
@@ -124,7 +110,7 @@ def parse_netconf(data: bytes | str) -> dict[str, Any]:
     if not isinstance(plugin_type, str):
         raise ValueError(
             "error parsing configuration: json: cannot unmarshal "
-            f"{_json_type(plugin_type)} into Go struct field NetConf.type of type string"
+            f"{go_type_name(plugin_type)} into Go struct field NetConf.type of type string"
         )
     if plugin_type == "":
         raise ValueError("error parsing configuration: missing 'type'")
@@ -142,10 +128,10 @@ def parse_conflist(data: bytes | str) -> NetConfList:
     if "name" not in raw:
         raise ValueError(f"error parsing {where}: no name")
     if not isinstance(raw["name"], str):
-        raise ValueError(f"error parsing {where}: invalid name type {_json_type(raw['name'])}")
+        raise ValueError(f"error parsing {where}: invalid name type {go_type_name(raw['name'])}")
     if "cniVersion" in raw and not isinstance(raw["cniVersion"], str):
         raise ValueError(
-            f"error parsing {where}: invalid cniVersion type {_json_type(raw['cniVersion'])}"
+            f"error parsing {where}: invalid cniVersion type {go_type_name(raw['cniVersion'])}"
         )
     flags: dict[str, bool] = {}
     for key in ("disableCheck", "disableGC", "loadOnlyInlinedPlugins"):
@@ -155,11 +141,12 @@ def parse_conflist(data: bytes | str) -> NetConfList:
         if key == "disableCheck" and isinstance(value, str) and value.lower() in {"true", "false"}:
             value = value.lower() == "true"
         if not isinstance(value, bool):
-            raise ValueError(f"error parsing {where}: invalid {key} type {_json_type(value)}")
+            raise ValueError(f"error parsing {where}: invalid {key} type {go_type_name(value)}")
         flags[key] = value
     versions = raw.get("cniVersions", [])
     if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-        raise ValueError(f"error parsing {where}: invalid cniVersions type {_json_type(versions)}")
+        kind = go_type_name(versions)
+        raise ValueError(f"error parsing {where}: invalid cniVersions type {kind}")
     for version in versions:
         try:
             parse_version(version)
@@ -169,7 +156,7 @@ def parse_conflist(data: bytes | str) -> NetConfList:
         raise ValueError(f"error parsing {where}: no 'plugins' key")
     plugins = raw["plugins"]
     if not isinstance(plugins, list):
-        raise ValueError(f"error parsing {where}: invalid 'plugins' type {_json_type(plugins)}")
+        raise ValueError(f"error parsing {where}: invalid 'plugins' type {go_type_name(plugins)}")
     if not plugins:
         raise ValueError(f"error parsing {where}: no plugins in list")
     for index, plugin in enumerate(plugins):
@@ -177,7 +164,7 @@ def parse_conflist(data: bytes | str) -> NetConfList:
             if not isinstance(plugin, dict):
                 raise ValueError(
                     "error parsing configuration: json: cannot unmarshal "
-                    f"{_json_type(plugin)} into Go value of type types.NetConf"
+                    f"{go_type_name(plugin)} into Go value of type types.NetConf"
                 )
             parse_netconf(json.dumps(plugin))
         except ValueError as exc:

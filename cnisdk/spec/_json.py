@@ -47,3 +47,33 @@ def fold_keys(doc: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
         out.pop(target, None)
         out[target] = value
     return out
+
+
+def go_json_kind(value: Any) -> str:
+    """The JSON kind Go names in an unmarshal type error (``cannot unmarshal number into ...``)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def go_type_name(value: Any) -> str:
+    """Go's ``%T`` of a value decoded into ``interface{}`` (``float64``, ``[]interface {}``...)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
+    if value is None:
+        return "<nil>"
+    return "map[string]interface {}"

@@ -36,7 +36,7 @@ from typing import Annotated, Any, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cnisdk.spec._errors import ConversionError
-from cnisdk.spec._json import dumps_go, fold_keys
+from cnisdk.spec._json import dumps_go, fold_keys, go_json_kind
 
 __all__ = [
     "DNS",
@@ -402,22 +402,8 @@ _RESULT020_SCHEMA: _Schema = {
 _NULL_IS_NOOP = {"str", "int", "obj"}
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
 def _type_error(value: Any, path: str, go_type: str) -> ConversionError:
-    what = _json_type(value)
+    what = go_json_kind(value)
     if what == "number" and go_type.endswith("int"):
         what = f"number {value}"
     return ConversionError(
@@ -646,7 +632,7 @@ def parse_result(data: bytes | str | Mapping[str, Any], version: str) -> AnyResu
     doc = _load_json(data) if isinstance(data, bytes | str) else data
     if not isinstance(doc, Mapping) and doc is not None:
         raise ConversionError(
-            f"json: cannot unmarshal {_json_type(doc)} into Go value of type Result"
+            f"json: cannot unmarshal {go_json_kind(doc)} into Go value of type Result"
         )
     return create(doc)
 
