@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -69,18 +69,9 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         if decided is None:
             return prev
         pod_ref, spec = decided
-        try:
+        with _errors_name_pod(pod_ref, "failed to set up redirection"):
             families = await _pod_families(ctx, spec)
             await _apply(ctx, spec, families)
-        except CNIError as exc:
-            raise CNIError(
-                exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details
-            ) from exc
-        except Exception as exc:
-            raise CNIError(
-                ErrorCode.INTERNAL,
-                f"istio-redirect: pod {pod_ref}: failed to set up redirection: {exc}",
-            ) from exc
         ctx.log.info(
             "pod %s: redirection installed (%s, IPv%s)",
             pod_ref,
@@ -94,18 +85,9 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         if decided is None:
             return
         pod_ref, spec = decided
-        try:
+        with _errors_name_pod(pod_ref, "cannot read the redirect rules"):
             families = await _pod_families(ctx, spec)
             problems = await _verify(ctx, spec, families)
-        except CNIError as exc:
-            raise CNIError(
-                exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details
-            ) from exc
-        except Exception as exc:
-            raise CNIError(
-                ErrorCode.INTERNAL,
-                f"istio-redirect: pod {pod_ref}: cannot read the redirect rules: {exc}",
-            ) from exc
         if problems:
             raise CNIError(
                 ErrorCode.INTERNAL,
@@ -163,6 +145,18 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
             raise CNIError(
                 ErrorCode.INVALID_NETWORK_CONFIG, f"istio-redirect: pod {pod_ref}: {detail}"
             ) from exc
+
+
+@contextlib.contextmanager
+def _errors_name_pod(pod_ref: str, failure: str) -> Iterator[None]:
+    """Turn any error into a CNI error that names the pod: the runtime logs only that line."""
+    try:
+        yield
+    except CNIError as exc:
+        raise CNIError(exc.code, f"istio-redirect: pod {pod_ref}: {exc.msg}", exc.details) from exc
+    except Exception as exc:
+        message = f"istio-redirect: pod {pod_ref}: {failure}: {exc}"
+        raise CNIError(ErrorCode.INTERNAL, message) from exc
 
 
 async def _lookup_pod(
