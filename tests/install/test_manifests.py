@@ -14,6 +14,7 @@ from cnisdk._commands.install import _load_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
+AGENT_OVERLAY = ROOT / "deploy" / "kubernetes-agent"
 K8S_VERSION = "1.30.0"
 
 
@@ -95,3 +96,72 @@ def test_dockerfile_pins_base_and_python() -> None:
     for line in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for source in line.split():
             assert (ROOT / source).exists(), source
+
+
+def _json_patch(doc: Any, ops: list[dict[str, Any]]) -> None:
+    """RFC 6902 ``add``/``replace``: what the agent overlay uses (kustomize is not needed)."""
+    for op in ops:
+        *parents, last = op["path"].split("/")[1:]
+        target = doc
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        if isinstance(target, list):
+            index = len(target) if last == "-" else int(last)
+            if op["op"] == "add":
+                target.insert(index, op["value"])
+            else:
+                assert op["op"] == "replace", op
+                target[index] = op["value"]
+        else:
+            assert op["op"] in ("add", "replace"), op
+            target[last] = op["value"]
+
+
+def agent_documents() -> list[dict[str, Any]]:
+    """The base with deploy/kubernetes-agent's patches applied, as `kubectl kustomize` would."""
+    kustomization = yaml.safe_load((AGENT_OVERLAY / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["../kubernetes"]
+    docs = [doc for _, doc in documents()]
+    for patch in kustomization["patches"]:
+        target = patch["target"]
+        [doc] = [
+            d
+            for d in docs
+            if d["kind"] == target["kind"] and d["metadata"]["name"] == target["name"]
+        ]
+        _json_patch(doc, yaml.safe_load((AGENT_OVERLAY / patch["path"]).read_text()))
+    return docs
+
+
+def test_agent_overlay_valid_against_kubernetes_schema() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in agent_documents():
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_agent_overlay_wires_shims_to_the_agent() -> None:
+    docs = agent_documents()
+    [role] = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    [ds] = [d for d in docs if d["kind"] == "DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    install, agent = pod["containers"]
+    assert pod["hostNetwork"] is True and agent["image"] == install["image"]
+    flags = dict(a.split("=", 1) for a in install["args"] if a.startswith("--") and "=" in a)
+    agent_flags = dict(a.split("=", 1) for a in agent["args"][1:])
+    assert agent["args"][0] == "agent" and flags["--agent-fallback"] == "exec"
+    socket_dir = flags["--agent-socket"].rsplit("/", 1)[0]
+    assert agent_flags["--socket"] == flags["--agent-socket"]
+    host, port = agent_flags["--health"].rsplit(":", 1)
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert agent[probe]["httpGet"] == {"host": host, "path": "/healthz", "port": int(port)}
+    [node_name] = [e for e in agent["env"] if e["name"] == "NODE_NAME"]
+    assert node_name["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    # The agent sees the socket dir, the pinned netns dir and the conf dir at their node paths.
+    mounts = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}
+    for path in (socket_dir, "/run/netns", "/etc/cni/net.d"):
+        assert host_paths[mounts[path]] == path
+    assert {"NET_ADMIN", "SYS_ADMIN"} <= set(agent["securityContext"]["capabilities"]["add"])
