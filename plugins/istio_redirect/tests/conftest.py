@@ -1,9 +1,8 @@
-"""Fixtures for the istio-redirect rule tests: throw-away network namespaces and a runner.
+"""Fixtures for the istio-redirect rule tests: a throw-away pod namespace and a runner in it.
 
-Self-contained on purpose (a shared version is planned for ``cnisdk.testing``); the fixture is
-called ``pod_netns`` so it cannot collide with that plugin's ``netns``. Tests needing it are
-marked ``@pytest.mark.netns``: they skip without root or ``ip netns``, but fail instead when
-``CNISDK_REQUIRE_NETNS=1`` so CI cannot silently skip them.
+The namespace comes from the cnisdk test kit; ``pod_netns`` yields its name (the runner uses
+``ip netns exec NAME``). Tests using it are marked ``@pytest.mark.netns``: they skip without
+root, and fail instead under ``CNISDK_REQUIRE_NETNS=1``.
 """
 
 from __future__ import annotations
@@ -12,18 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from istio_netns_kit import NetnsRunner, delete_netns, new_netns, require_netns
+from istio_netns_kit import NetnsRunner
+
+from cnisdk.testing import require_netns, temporary_netns
 
 
 @pytest.fixture
 def pod_netns() -> Iterator[str]:
     """A fresh, empty network namespace, deleted after the test whatever happens."""
     require_netns()
-    name = new_netns()
-    try:
-        yield name
-    finally:
-        delete_netns(name)
+    with temporary_netns("cnisdk-t-") as path:
+        yield Path(path).name
 
 
 @pytest.fixture

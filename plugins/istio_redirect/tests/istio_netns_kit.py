@@ -1,61 +1,17 @@
-"""Namespace helpers for the istio-redirect tests (used by ``conftest.py`` and the tests).
+"""The iptables runner and goldens the istio-redirect rule tests share.
 
-Kept in this directory, self-contained, until a shared version lands in ``cnisdk.testing``.
+Namespaces themselves come from the cnisdk test kit (``cnisdk.testing``).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-def _netns_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("ip") is None:
-        return "iproute2 'ip' not found"
-    probe = f"cnisdk-t-probe{secrets.token_hex(3)}"
-    added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if added.returncode != 0:
-        return f"ip netns add failed: {added.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
-    return None
-
-
-_REASON: list[str | None] = []
-
-
-def require_netns() -> None:
-    """Skip (or fail under ``CNISDK_REQUIRE_NETNS=1``) when namespaces cannot be used."""
-    if not _REASON:
-        _REASON.append(_netns_unavailable())
-    reason = _REASON[0]
-    if reason is None:
-        return
-    if os.environ.get("CNISDK_REQUIRE_NETNS") == "1":
-        pytest.fail(f"network namespaces required (CNISDK_REQUIRE_NETNS=1) but: {reason}")
-    pytest.skip(f"network namespaces unavailable: {reason}")
-
-
-def new_netns() -> str:
-    """Create a fresh namespace ``cnisdk-t-<random>``; the caller must delete it."""
-    name = f"cnisdk-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    return name
-
-
-def delete_netns(name: str) -> None:
-    """Delete a namespace made by :func:`new_netns` (ignores one already gone)."""
-    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
 class NetnsRunner:
