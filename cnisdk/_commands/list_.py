@@ -53,13 +53,23 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print("no cnisdk plugins installed (entry point group 'cnisdk.plugins')")
         return 0
+    table = [("TYPE", "FROM", "CNI VERSIONS", "CLASS")]
     for row in rows:
-        versions = ", ".join(row.get("cniVersions", [])) or "?"  # type: ignore[arg-type]
-        line = f"{row['type']:<18} {row['distribution']} {row['version']:<8} {row['class']}"
-        extra = f"  CNI {versions}" + ("  chained-only" if row.get("chained") else "")
+        versions = row.get("cniVersions")
+        spread = ",".join(versions) if isinstance(versions, list) and versions else "?"
+        flags = ["[chained-only]"] if row.get("chained") else []
         if "installed" in row:
-            extra += "  [installed]" if row["installed"] else "  [not installed]"
-        print(line + extra)
+            flags.append("[installed]" if row["installed"] else "[not installed]")
+        origin = f"{row['distribution']} {row['version']}"
+        table.append((str(row["type"]), origin, spread, f"{row['class']}  {' '.join(flags)}"))
+    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
+            + "  "
+            + line[3]
+        )
+    for row in rows:
         if "error" in row:
-            print(f"  error: {row['error']}")
+            print(f"{row['type']}: error: {row['error']}")
     return 0 if all("error" not in r for r in rows) else 1
