@@ -47,6 +47,8 @@ PYTHON = sys.executable
 GO_TUNING = "/usr/lib/cni/tuning"
 NETNS_DIR = Path("/run/netns")
 CONCURRENT = 100
+NODE = "bench-node"
+"""The agent's node (``NODE_NAME``, as the DaemonSet sets it): its pod cache LISTs/WATCHes it."""
 
 sys.path.insert(0, str(REPO / "plugins" / "istio_redirect" / "tests"))
 
@@ -222,6 +224,7 @@ class Agent:
     def __init__(self, socket_path: Path, log: Path) -> None:
         self.socket_path = socket_path
         self._log = log.open("wb")
+        # As deploy/kubernetes-agent does: NODE_NAME from spec.nodeName feeds the pod cache.
         self.proc = subprocess.Popen(
             [
                 str(Path(PYTHON).parent / "cnisdk"),
@@ -233,6 +236,7 @@ class Agent:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "NODE_NAME": NODE},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -272,6 +276,7 @@ def build_scenarios(
     kubeconfig: str,
     pod: dict[str, Any],
     tuning_ns: str,
+    elsewhere: dict[str, Any],
 ) -> list[Scenario]:
     from cnisdk_istio_redirect._iptables_rules import render_iptables
     from cnisdk_istio_redirect._redirect import RedirectSpec
@@ -280,11 +285,14 @@ def build_scenarios(
     restore = shutil.which("iptables-restore")
     if restore is None:
         _die("iptables-restore not found")
-    meta = pod["metadata"]
-    k8s_args = (
-        f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};K8S_POD_NAME={meta['name']};"
-        f"K8S_POD_INFRA_CONTAINER_ID={secrets.token_hex(8)};K8S_POD_UID={meta['uid']}"
-    )
+
+    def k8s_args(pod: dict[str, Any]) -> str:
+        meta = pod["metadata"]
+        return (
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};K8S_POD_NAME={meta['name']};"
+            f"K8S_POD_INFRA_CONTAINER_ID={secrets.token_hex(8)};K8S_POD_UID={meta['uid']}"
+        )
+
     xtables_lock = str(tmp / "xtables.lock")
 
     def go_tuning() -> Run:
@@ -310,10 +318,10 @@ def build_scenarios(
             [str(bin_dir / "passthrough")], cni_env(tuning_ns), conf("passthrough", tuning_ns)
         )
 
-    def istio(bin_dir: Path) -> Callable[[], Run]:
+    def istio(bin_dir: Path, target: dict[str, Any] = pod) -> Callable[[], Run]:
         def make() -> Run:
             ns = new_netns()
-            env = cni_env(ns, CNI_ARGS=k8s_args, XTABLES_LOCKFILE=xtables_lock)
+            env = cni_env(ns, CNI_ARGS=k8s_args(target), XTABLES_LOCKFILE=xtables_lock)
             stdin = conf(
                 "istio-redirect",
                 ns,
@@ -327,6 +335,7 @@ def build_scenarios(
 
     agent_pt = passthrough(agent_dir) if agent_dir else None
     agent_ir = istio(agent_dir) if agent_dir else None
+    agent_ir_miss = istio(agent_dir, elsewhere) if agent_dir else None
     return [
         Scenario("go-tuning", "Go `tuning` (chained, real netns)", "peer", go_tuning),
         Scenario(
@@ -357,9 +366,31 @@ def build_scenarios(
         ),
         Scenario("agent-passthrough", "`passthrough`, agent mode", "agent", agent_pt, no_agent),
         Scenario(
-            "agent-istio", "`istio-redirect`, agent mode (rules)", "agent", agent_ir, no_agent
+            "agent-istio",
+            "`istio-redirect`, agent mode (pod from the watch cache + rules)",
+            "agent",
+            agent_ir,
+            no_agent,
+        ),
+        Scenario(
+            "agent-istio-miss",
+            "`istio-redirect`, agent mode, pod-cache miss (API GET + rules)",
+            "agent",
+            agent_ir_miss,
+            no_agent,
         ),
     ]
+
+
+def _once(scenario: Scenario) -> None:
+    assert scenario.prepare is not None
+    run = scenario.prepare()
+    try:
+        _, done = timed(run)
+    finally:
+        if run.after is not None:
+            run.after()
+    check(scenario.key, done, run.expect_json)
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -586,14 +617,26 @@ def plot(scenarios: list[Scenario], concurrent: ConcurrentResult | None, path: P
 
 
 @contextlib.contextmanager
-def kube_api(pod: dict[str, Any]) -> Iterator[str]:
-    with _kube_stub().KubeStub(token=None) as stub:
-        stub.add_pod(pod)
-        yield stub.url
+def kube_api(*pods: dict[str, Any]) -> Iterator[Any]:
+    """The API stand-in: pod GET for exec mode and misses, LIST + WATCH for the agent's cache."""
+    with importlib.import_module("watch_stub").WatchStub() as stub:
+        for pod in pods:
+            stub.put(pod)
+        yield stub
+
+
+def wait_for_pod_cache(stub: Any, warm_up: Callable[[], None]) -> None:
+    """One untimed agent ADD starts the agent's pod cache; wait until its watch is open."""
+    warm_up()
+    deadline = time.monotonic() + 30
+    while stub.watching < 1:
+        if time.monotonic() > deadline:
+            _die("the agent's pod cache did not start watching within 30 s")
+        time.sleep(0.05)
 
 
 def _kube_stub() -> Any:
-    """The istio-redirect tests' API stand-in and realistic injected pod."""
+    """The istio-redirect tests' realistic injected pod (and their GET-only stand-in)."""
     return importlib.import_module("kube_stub")
 
 
@@ -628,6 +671,11 @@ def main() -> None:
             _die(f"{tool} not found")
 
     pod: dict[str, Any] = _kube_stub().injected_pod()
+    pod["spec"]["nodeName"] = NODE
+    # A pod the cache does not hold (bound to another node, or a watch event not yet seen).
+    elsewhere: dict[str, Any] = _kube_stub().injected_pod()
+    elsewhere["metadata"] |= {"name": pod["metadata"]["name"] + "-x", "uid": secrets.token_hex(16)}
+    elsewhere["spec"]["nodeName"] = "other-node"
     commit = (
         subprocess.run(
             ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
@@ -638,17 +686,24 @@ def main() -> None:
         or "unknown"
     )
     agent: Agent | None = None
-    with tempfile.TemporaryDirectory(prefix="cnisdk-bench-") as tmp_name, kube_api(pod) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="cnisdk-bench-") as tmp_name,
+        kube_api(pod, elsewhere) as stub,
+    ):
         tmp = Path(tmp_name)
         tuning_ns = new_netns()
         try:
             exec_dir, agent_dir, no_agent = _bin_dirs(tmp)
             if agent_dir is not None:
                 agent = Agent(tmp / "agent.sock", tmp / "agent.log")
+            kubeconfig = write_kubeconfig(tmp, stub.url)
             scenarios = build_scenarios(
-                tmp, exec_dir, agent_dir, no_agent, write_kubeconfig(tmp, url), pod, tuning_ns
+                tmp, exec_dir, agent_dir, no_agent, kubeconfig, pod, tuning_ns, elsewhere
             )
             active = [s for s in scenarios if s.prepare is not None]
+            if agent is not None:
+                warm = next(s for s in active if s.key == "agent-istio")
+                wait_for_pod_cache(stub, lambda: _once(warm))
             total = args.warmup + args.repeat
             for round_no in range(total):
                 shift = round_no % len(active)

@@ -21,7 +21,10 @@ Design notes (measured with iptables 1.8.9 and nftables 1.0.6, nft and legacy ba
   prints >= 3 lines in the pod netns, else nft. Which *binaries* exist is cached per process
   (host filesystem, namespace independent); the legacy-rules probe is **not** cached because
   it depends on each pod's namespace (another chained plugin may have used legacy there). When
-  legacy wins, the probe's output doubles as the state dump, saving one exec.
+  legacy wins, the probe's output doubles as the state dump, saving one exec. When the
+  namespace has no legacy table at all (its ``/proc/net/ip{,6}_tables_names`` is empty, as in
+  a fresh pod netns) that save would print nothing, so a :class:`LegacyTablesProbe` (a
+  ``/proc`` read in the namespace) lets the caller skip the exec; the rule is unchanged.
 * NSS: ``iptables-save``/``nft -n`` print numbers, but ``iptables-restore`` still calls
   ``getpwnam()`` for ``--uid-owner`` (istio#48416); a runner that cares should run with a
   ``/dev/null`` ``nsswitch.conf`` (a mount namespace) and ``LC_ALL=C``. Legacy runs with
@@ -55,6 +58,7 @@ from ._redirect import RedirectSpec
 __all__ = [
     "Backend",
     "CommandRunner",
+    "LegacyTablesProbe",
     "RedirectApplyError",
     "apply_iptables",
     "apply_nftables",
@@ -79,6 +83,17 @@ class CommandRunner(Protocol):
     async def __call__(
         self, argv: Sequence[str], input: bytes | None = None
     ) -> tuple[int, bytes, bytes]: ...
+
+
+class LegacyTablesProbe(Protocol):
+    """Whether the pod netns may hold legacy (x_tables) tables of ``family``.
+
+    ``False`` only when it certainly holds none (``/proc/net/ip{,6}_tables_names`` read in
+    the namespace is empty or absent): ``iptables-legacy-save`` would then print nothing, so
+    Istio's "legacy only if legacy rules exist" rule picks nft without running it.
+    """
+
+    async def __call__(self, family: Family) -> bool: ...
 
 
 class RedirectApplyError(RuntimeError):
@@ -127,12 +142,18 @@ class _Detected:
     save_output: bytes | None = None  # the legacy probe's dump, re-usable as state
 
 
-async def _detect(runner: CommandRunner, family: Family, override: Backend | None) -> _Detected:
+async def _detect(
+    runner: CommandRunner,
+    family: Family,
+    override: Backend | None,
+    legacy_tables: LegacyTablesProbe | None = None,
+) -> _Detected:
     forced = override or _env_override()
     if forced is not None:
         return _Detected(forced)
     legacy_save = _tool("legacy", family, "save")
-    if _have(legacy_save):
+    # No legacy table in the namespace: the save would print nothing, so skip the exec.
+    if _have(legacy_save) and (legacy_tables is None or await legacy_tables(family)):
         code, out, _ = await runner([legacy_save])
         # Istio's rule: an existing legacy ruleset (>= 3 save lines) wins, so we do not split
         # a pod's rules across two backends that would both be evaluated.
@@ -357,9 +378,12 @@ def _restore_text(state: dict[str, _TableState], rules: Sequence[IptRule], insta
 
 
 async def _family_state(
-    runner: CommandRunner, family: Family, backend: Backend | None
+    runner: CommandRunner,
+    family: Family,
+    backend: Backend | None,
+    legacy_tables: LegacyTablesProbe | None = None,
 ) -> tuple[Backend, dict[str, _TableState]]:
-    detected = await _detect(runner, family, backend)
+    detected = await _detect(runner, family, backend, legacy_tables)
     dump = detected.save_output
     if dump is None:
         dump = await _check(
@@ -380,6 +404,7 @@ async def apply_iptables(
     spec: RedirectSpec,
     families: Iterable[Family],
     backend: Backend | None = None,
+    legacy_tables: LegacyTablesProbe | None = None,
 ) -> None:
     """Install the redirect rules for each family, idempotently.
 
@@ -393,12 +418,13 @@ async def apply_iptables(
     :param spec: what to redirect.
     :param families: e.g. ``(4,)`` or ``(4, 6)``.
     :param backend: force ``legacy``/``nft`` instead of detecting.
+    :param legacy_tables: a cheaper first step of detection (see :class:`LegacyTablesProbe`).
     :raises RedirectApplyError: naming the failed command and its stderr.
     :raises ValueError: for an invalid spec (e.g. ``*`` in the exclude CIDRs).
     """
     plans = [(fam, build_rules(spec, fam)) for fam in families]  # validate before touching
     for fam, rules in plans:
-        chosen, state = await _family_state(runner, fam, backend)
+        chosen, state = await _family_state(runner, fam, backend, legacy_tables)
         if not _diff(state, rules):
             continue
         argv = _restore_argv(chosen, fam)
@@ -407,17 +433,20 @@ async def apply_iptables(
         if code != 0:
             # Every requested family, not only those done so far: a half-redirected pod (v4
             # rules from an earlier ADD, none for v6) is worse than none while ADD is failing.
-            await _cleanup(runner, [f for f, _ in plans], backend)
+            await _cleanup(runner, [f for f, _ in plans], backend, legacy_tables)
             raise RedirectApplyError(argv, code, err, f"IPv{fam} rules")
 
 
 async def _cleanup(
-    runner: CommandRunner, families: Sequence[Family], backend: Backend | None
+    runner: CommandRunner,
+    families: Sequence[Family],
+    backend: Backend | None,
+    legacy_tables: LegacyTablesProbe | None = None,
 ) -> None:
     # Best effort: we are already failing; the original error is the one worth reporting.
     for fam in families:
         try:
-            chosen, state = await _family_state(runner, fam, backend)
+            chosen, state = await _family_state(runner, fam, backend, legacy_tables)
         except RedirectApplyError:
             continue
         text = _restore_text(state, [], install=False)
@@ -426,17 +455,21 @@ async def _cleanup(
 
 
 async def remove_iptables(
-    runner: CommandRunner, families: Iterable[Family], backend: Backend | None = None
+    runner: CommandRunner,
+    families: Iterable[Family],
+    backend: Backend | None = None,
+    legacy_tables: LegacyTablesProbe | None = None,
 ) -> None:
     """Remove every ``ISTIO_*`` chain and every builtin-chain jump into one.
 
     :param runner: runs commands in the pod netns.
     :param families: families to clean.
     :param backend: force a backend instead of detecting.
+    :param legacy_tables: as for :func:`apply_iptables`.
     :raises RedirectApplyError: if the cleanup restore fails.
     """
     for fam in families:
-        chosen, state = await _family_state(runner, fam, backend)
+        chosen, state = await _family_state(runner, fam, backend, legacy_tables)
         text = _restore_text(state, [], install=False)
         if text:
             await _check(runner, _restore_argv(chosen, fam), text.encode(), f"IPv{fam} cleanup")
@@ -447,6 +480,7 @@ async def verify_iptables(
     spec: RedirectSpec,
     families: Iterable[Family],
     backend: Backend | None = None,
+    legacy_tables: LegacyTablesProbe | None = None,
 ) -> list[str]:
     """Compare the installed rules with what ``spec`` needs (for CNI CHECK).
 
@@ -454,12 +488,13 @@ async def verify_iptables(
     :param spec: what should be redirected.
     :param families: families to check.
     :param backend: force a backend instead of detecting.
+    :param legacy_tables: as for :func:`apply_iptables`.
     :returns: human-readable problems, each prefixed with ``IPv4``/``IPv6``; empty means OK.
     :raises RedirectApplyError: if the rules cannot be read.
     """
     problems: list[str] = []
     for fam in families:
-        _, state = await _family_state(runner, fam, backend)
+        _, state = await _family_state(runner, fam, backend, legacy_tables)
         problems.extend(f"IPv{fam} {p}" for p in _diff(state, build_rules(spec, fam)))
     return problems
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import ssl
@@ -33,6 +34,7 @@ __all__ = [
     "get_pod",
     "load_incluster_config",
     "load_kubeconfig",
+    "new_client",
 ]
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -377,6 +379,20 @@ def _transport_error(exc: httpx.TransportError, config: KubeConfig, pod: str) ->
     )
 
 
+def new_client(config: KubeConfig, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """An HTTP client for ``config``'s server (proxy variables ignored).
+
+    TLS settings are only built for ``https`` servers: for ``http`` there is no handshake,
+    and httpx's default (``verify=True``) would load the system CA store, ~15 ms, for nothing.
+
+    :raises KubeConfigError: if the configured CA is invalid.
+    """
+    verify: ssl.SSLContext | bool = (
+        config.ssl_context() if config.server.startswith("https:") else False
+    )
+    return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False)
+
+
 async def get_pod(
     config: KubeConfig,
     namespace: str,
@@ -385,6 +401,7 @@ async def get_pod(
     timeout: float,  # noqa: ASYNC109 - a per-attempt bound, not one for the whole call
     attempts: int,
     backoff: float,
+    client: httpx.AsyncClient | None = None,
 ) -> dict[str, Any]:
     """GET ``/api/v1/namespaces/{namespace}/pods/{name}`` and return the Pod JSON.
 
@@ -399,6 +416,8 @@ async def get_pod(
     :param timeout: seconds per attempt (> 0).
     :param attempts: maximum number of attempts (>= 1).
     :param backoff: seconds to sleep between attempts (>= 0).
+    :param client: a client from :func:`new_client` for ``config`` to reuse (an agent keeps
+        one, so its connection stays open); by default a new one is made and closed.
     :returns: the decoded Pod object.
     :raises KubeError: naming the pod as ``namespace/name``, on any failure.
     :raises KubeConfigError: if the configured CA is invalid.
@@ -415,18 +434,17 @@ async def get_pod(
     headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
-    verify: ssl.SSLContext | bool = (
-        config.ssl_context() if config.server.startswith("https:") else True
-    )
 
     last: KubeError | None = None
-    async with httpx.AsyncClient(
-        verify=verify, timeout=httpx.Timeout(timeout), trust_env=False
-    ) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(new_client(config, httpx.Timeout(timeout)))
         for attempt in range(1, attempts + 1):
             try:
                 with anyio.fail_after(timeout):
-                    response = await client.get(url, headers=headers)
+                    response = await client.get(
+                        url, headers=headers, timeout=httpx.Timeout(timeout)
+                    )
             except (TimeoutError, httpx.TimeoutException):
                 last = KubeError(
                     f"getting pod {pod}: no answer from {config.server} within {timeout:g} s",

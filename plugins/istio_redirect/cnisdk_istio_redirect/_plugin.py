@@ -182,6 +182,8 @@ async def _lookup_pod(
             f"istio-redirect: pod {pod_ref}: cannot reach the Kubernetes API: {exc}",
         ) from exc
     try:
+        # In an agent the client (and its connection) is shared across requests.
+        client = None if caches is None else caches.client(kube, config.kube_api_timeout)
         return await _kube.get_pod(
             kube,
             namespace,
@@ -189,6 +191,7 @@ async def _lookup_pod(
             timeout=config.kube_api_timeout,
             attempts=config.kube_api_attempts,
             backoff=config.kube_api_backoff,
+            client=client,
         )
     except _kube.KubeError as exc:
         code = ErrorCode.TRY_AGAIN_LATER if exc.retryable else ErrorCode.INTERNAL
@@ -249,6 +252,30 @@ def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
     return run
 
 
+def _legacy_tables(ctx: Context[IstioRedirectConfig]) -> Any:
+    """The ``LegacyTablesProbe`` for the pod netns: one thread, no exec."""
+    netns = _require_netns(ctx)
+
+    async def probe(family: Family) -> bool:
+        return bool(await netns.run(_legacy_tables_listed, family))
+
+    return probe
+
+
+def _legacy_tables_listed(family: Family) -> bool:
+    # Runs on a thread inside the pod netns: /proc/thread-self/net is that namespace's.
+    # The kernel lists every legacy (x_tables) table instantiated there; absent file: the
+    # module is not loaded, so there is none. Any other error: unknown, let the save decide.
+    name = "ip_tables_names" if family == 4 else "ip6_tables_names"
+    try:
+        with open(f"/proc/thread-self/net/{name}", "rb") as names:
+            return bool(names.read().strip())
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
 # iptables/nft need no locale or lookups; a fixed PATH keeps the runtime's PATH from choosing
 # which binaries run as root.
 _TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
@@ -263,7 +290,9 @@ async def _apply(
     if ctx.config.native_nftables:
         await apply_mod.apply_nftables(runner, spec, ipv6=6 in families)
     else:
-        await apply_mod.apply_iptables(runner, spec, families, backend=_backend(ctx.config))
+        await apply_mod.apply_iptables(
+            runner, spec, families, _backend(ctx.config), _legacy_tables(ctx)
+        )
     try:
         await _apply_netlink(ctx, spec, families)
     except BaseException:
@@ -287,7 +316,9 @@ async def _remove_rules(
             script = "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in NFT_TABLES)
             await runner(["nft", "-f", "-"], script.encode())
         else:
-            await apply_mod.remove_iptables(runner, families, backend=_backend(ctx.config))
+            await apply_mod.remove_iptables(
+                runner, families, _backend(ctx.config), _legacy_tables(ctx)
+            )
     except Exception as exc:
         ctx.log.error("could not remove the redirect rules after a failed ADD: %s", exc)
 
@@ -302,7 +333,9 @@ async def _verify(
         problems = list(await apply_mod.verify_nftables(runner, spec, ipv6=6 in families))
     else:
         problems = list(
-            await apply_mod.verify_iptables(runner, spec, families, backend=_backend(ctx.config))
+            await apply_mod.verify_iptables(
+                runner, spec, families, _backend(ctx.config), _legacy_tables(ctx)
+            )
         )
     return problems + await _verify_netlink(ctx, spec, families)
 

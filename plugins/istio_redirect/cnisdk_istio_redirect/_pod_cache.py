@@ -52,6 +52,7 @@ __all__ = ["PodCache", "PodCaches", "node_name"]
 _USER_AGENT = "cnisdk-istio-redirect"
 _WATCH_SECONDS = 300
 """``timeoutSeconds`` of one watch; the server ends it then and the cache re-watches."""
+_MAX_CLIENTS = 4
 
 
 def node_name(config: IstioRedirectConfig, environ: Any = None) -> str | None:
@@ -136,7 +137,7 @@ class PodCache:
 
     def _client(self) -> httpx.AsyncClient:
         verify: ssl.SSLContext | bool = (
-            self.kube.ssl_context() if self.kube.server.startswith("https:") else True
+            self.kube.ssl_context() if self.kube.server.startswith("https:") else False
         )
         headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
         if self.kube.token:
@@ -238,14 +239,43 @@ class PodCaches:
         self._tg = task_group
         self._log = log
         self.caches: dict[tuple[str | None, str], PodCache] = {}
+        self._clients: OrderedDict[KubeConfig, httpx.AsyncClient] = OrderedDict()
 
     @classmethod
     @contextlib.asynccontextmanager
     async def running(cls, log: Callable[[str], None] | None = None) -> AsyncIterator[PodCaches]:
-        """Caches whose background tasks stop when the context exits."""
+        """Caches whose background tasks (and shared clients) end when the context exits."""
         async with anyio.create_task_group() as tg:
-            yield cls(tg, log or _log_json)
-            tg.cancel_scope.cancel()
+            caches = cls(tg, log or _log_json)
+            try:
+                yield caches
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    for client in caches._clients.values():
+                        await client.aclose()
+                    caches._clients.clear()
+
+    def client(self, kube: KubeConfig, timeout: float) -> httpx.AsyncClient:
+        """A client for GETs (cache misses) against ``kube``, kept open across requests.
+
+        A cache miss then costs one request on an open (TLS) connection instead of a new
+        client, TLS context and handshake. Clients belong to the agent's event loop (this
+        object lives in the plugin's ``serve``) and are closed when it ends; at most
+        ``_MAX_CLIENTS`` credential sets are kept (a rotated token is a new ``KubeConfig``).
+        """
+        from cnisdk_istio_redirect._kube import new_client
+
+        client = self._clients.get(kube)
+        if client is not None:
+            self._clients.move_to_end(kube)
+            return client
+        client = new_client(kube, httpx.Timeout(timeout))
+        self._clients[kube] = client
+        while len(self._clients) > _MAX_CLIENTS:
+            _, old = self._clients.popitem(last=False)
+            self._tg.start_soon(_close_later, old)
+        return client
 
     def lookup(
         self, config: IstioRedirectConfig, namespace: str, name: str, uid: str = ""
@@ -275,3 +305,9 @@ class PodCaches:
             self._tg.start_soon(cache.run)
             return None
         return cache.get(namespace, name, uid)
+
+
+async def _close_later(client: httpx.AsyncClient, delay: float = 60.0) -> None:
+    # Later, not now: a GET still using the evicted client must be able to finish.
+    await anyio.sleep(delay)
+    await client.aclose()
