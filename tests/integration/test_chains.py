@@ -129,7 +129,44 @@ async def test_bridge_host_local_add_check_del(net: Net) -> None:
     print(f"bridge+host-local ADD: {add_seconds * 1000:.0f} ms")
 
 
+@pytest.fixture
+def host_portmap_chains() -> Iterator[None]:
+    """Remove portmap's host-wide chains afterwards if they did not exist before the test.
+
+    portmap's DEL removes a container's own rules but never its top-level chains and jumps.
+    """
+    existed = "CNI-HOSTPORT-DNAT" in run("iptables-save", "-t", "nat")
+    yield
+    if existed:
+        return
+    for chain in ("PREROUTING", "OUTPUT"):
+        subprocess.run(
+            [
+                "iptables",
+                "-t",
+                "nat",
+                "-D",
+                chain,
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "-j",
+                "CNI-HOSTPORT-DNAT",
+            ],
+            capture_output=True,
+            check=False,
+        )
+    for table, chains in (
+        ("nat", ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ")),
+    ):
+        for name in chains:
+            subprocess.run(["iptables", "-t", table, "-F", name], capture_output=True, check=False)
+            subprocess.run(["iptables", "-t", table, "-X", name], capture_output=True, check=False)
+
+
 @pytest.mark.anyio
+@pytest.mark.usefixtures("host_portmap_chains")
 async def test_with_portmap_and_tuning(net: Net) -> None:
     portmap = {"type": "portmap", "capabilities": {"portMappings": True}, "snat": False}
     tuning = {"type": "tuning", "mtu": 1400, "sysctl": {"net.ipv4.conf.eth0.rp_filter": "2"}}
@@ -147,14 +184,17 @@ async def test_with_portmap_and_tuning(net: Net) -> None:
         started = time.monotonic()
         await net.runtime.add(conflist, rt)
         add_seconds = time.monotonic() - started
-        assert link_mtu(ns, "eth0") == 1400
-        nat = run("iptables-save", "-t", "nat")
-        assert container_id in nat and "18080" in nat
-        # portmap 1.1.1 (Debian) fails its own CHECK when the result has no IPv6 address: it
-        # looks for an ip6tables chain it never made. The error must come through unwrapped.
-        with pytest.raises(CNIError, match="could not check ipv6 dnat"):
-            await net.runtime.check(conflist, rt)
-        await net.runtime.delete(conflist, rt)
+        try:
+            assert link_mtu(ns, "eth0") == 1400
+            nat = run("iptables-save", "-t", "nat")
+            assert container_id in nat and "18080" in nat
+            # portmap 1.1.1 (Debian) fails its own CHECK when the result has no IPv6 address:
+            # it looks for an ip6tables chain it never made. The error must come through
+            # unwrapped.
+            with pytest.raises(CNIError, match="could not check ipv6 dnat"):
+                await net.runtime.check(conflist, rt)
+        finally:
+            await net.runtime.delete(conflist, rt)
         assert container_id not in run("iptables-save", "-t", "nat")
         assert "eth0" not in addresses(ns)
         assert net.reservations() == [] and net.cache_files() == []
