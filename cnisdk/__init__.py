@@ -4,6 +4,8 @@ The public API is what ``__all__`` lists; modules whose names start with ``_`` a
 ``cnisdk.spec`` (spec data types) and ``cnisdk.testing`` (the test kit) are public namespaces.
 """
 
+import typing as _typing
+
 from cnisdk._plugin import Attachment as Attachment
 from cnisdk._plugin import Context as Context
 from cnisdk._plugin import Plugin as Plugin
@@ -22,6 +24,9 @@ from cnisdk.spec._result import IPConfig as IPConfig
 from cnisdk.spec._result import Result as Result
 from cnisdk.spec._result import Route as Route
 
+if _typing.TYPE_CHECKING:
+    from cnisdk._netns import NetNS as NetNS
+
 __all__ = [
     "DNS",
     "Attachment",
@@ -33,6 +38,7 @@ __all__ = [
     "KubernetesArgs",
     "NetConf",
     "NetConfList",
+    "NetNS",
     "Plugin",
     "Response",
     "Result",
@@ -41,3 +47,12 @@ __all__ = [
     "handle_request",
     "run",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # NetNS is what ``Context.netns`` returns; its module loads only when a plugin uses it.
+    if name == "NetNS":
+        from cnisdk._netns import NetNS
+
+        return NetNS
+    raise AttributeError(f"module 'cnisdk' has no attribute {name!r}")
