@@ -35,3 +35,38 @@ from cnisdk.spec._versions import supports_prev_result_on_delete as supports_pre
 from cnisdk.spec._versions import supports_status as supports_status
 from cnisdk.spec._versions import version_at_least as version_at_least
 from cnisdk.spec._versions import version_family as version_family
+
+__all__ = [
+    "ALL_VERSIONS",
+    "CURRENT_VERSION",
+    "DNS",
+    "AnyResult",
+    "CNIError",
+    "ConversionError",
+    "ErrorCode",
+    "IPConfig",
+    "IPConfig020",
+    "IPConfig040",
+    "Interface",
+    "Interface040",
+    "Result",
+    "Result020",
+    "Result040",
+    "Route",
+    "convert_result",
+    "empty_result",
+    "parse_cidr",
+    "parse_ip",
+    "parse_prev_result",
+    "parse_result",
+    "parse_version",
+    "result_to_dict",
+    "result_to_json",
+    "supports_check",
+    "supports_gc",
+    "supports_prev_result_on_delete",
+    "supports_status",
+    "to_current",
+    "version_at_least",
+    "version_family",
+]
