@@ -6,7 +6,6 @@ serve requests in-process (tests, a node agent); ``run`` is the exec-mode entry 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from pydantic import ValidationError
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
 from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
-from cnisdk.spec._json import dumps_compact, go_json_kind
+from cnisdk.spec._json import GoJSONError, dumps_compact, go_json_kind, loads_go
 from cnisdk.spec._names import (
     validate_container_id,
     validate_interface_name,
@@ -240,22 +239,6 @@ def _read_stdin(stdin: StdinSource) -> bytes:
         raise CNIError(ErrorCode.IO_FAILURE, f"error reading from stdin: {exc}") from exc
 
 
-def _go_json_error(data: bytes) -> str:
-    """The message Go's encoding/json gives for input it cannot parse (the common cases)."""
-    try:
-        _load_json(data)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(exc.doc.rstrip()):
-            return "unexpected end of JSON input"
-        char = exc.doc[exc.pos]
-        return f"invalid character {_go_quote_char(char)} looking for beginning of value"
-    return ""
-
-
-def _go_quote_char(char: str) -> str:
-    return "'\\''" if char == "'" else f"'{char}'"
-
-
 # reflect's String() of the anonymous structs Go's skel decodes stdin into.
 _GO_STRUCTS = {
     "name": 'struct { Name string "json:\\"name\\"" }',
@@ -264,10 +247,11 @@ _GO_STRUCTS = {
 
 
 def _decode_object(data: bytes, prefix: str, key: str) -> dict[str, Any]:
-    error = _go_json_error(data)
-    if error:
-        raise CNIError(ErrorCode.DECODING_FAILURE, f"{prefix}: {error}")
-    doc = _load_json(data)
+    """``json.Unmarshal(data, &struct{...})`` as Go's skel does it, with Go's error texts."""
+    try:
+        doc = _load_json(data)
+    except GoJSONError as exc:
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"{prefix}: {exc}") from exc
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -280,21 +264,12 @@ def _decode_object(data: bytes, prefix: str, key: str) -> dict[str, Any]:
 
 
 def _load_json(data: bytes) -> Any:
-    """Parse stdin as Go's decoder does: invalid UTF-8 and lone surrogates become U+FFFD.
+    """Parse stdin as Go's decoder does (see ``loads_go``): what Go accepts and nothing else;
+    invalid UTF-8 and lone surrogates become U+FFFD.
 
-    ``json.loads(bytes)`` would also guess UTF-16/32 and skip a BOM, which Go never does.
+    :raises GoJSONError: carrying Go's syntax-error message.
     """
-    return _replace_surrogates(json.loads(data.decode("utf-8", errors="replace")))
-
-
-def _replace_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_replace_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
-    return value
+    return loads_go(data)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

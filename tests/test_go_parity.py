@@ -16,9 +16,6 @@ Known divergences (asserted separately, cnisdk's side only, in ``test_divergence
 - Order of checks ([new]): an invalid containerID/ifname is reported before missing variables.
 - CNI_NETNS naming the plugin's own namespace is refused with code 8 ([new] CheckNetNS), before
   the plugin runs (Go [new] prints the result first, then the error); Go 1.1.2 does not check.
-- Go's encoding/json syntax-error texts ("after object key", "in string literal", ...) are
-  reproduced only for the common cases; cnisdk may word a rarer syntax error differently
-  (always code 6, "error unmarshall network config: ...").
 - Plugin-specific, not skel: ADD without prevResult is code 7 "must be called as chained
   plugin" in cnisdk (tuning: 999 "Required prevResult missing"). On DEL an unreadable
   prevResult is logged and ignored, so DEL succeeds as tuning's does.
@@ -122,6 +119,46 @@ CASES: list[tuple[str, dict[str, str], bytes]] = [
     ("del-empty-stdin", cmd("DEL"), b""),
     ("del-whitespace-stdin", cmd("DEL"), b" \n"),
     ("add-garbage", cmd("ADD"), b"xyz"),
+    # encoding/json syntax errors, in Go's words (full table: tests/spec/test_json.py)
+    ("json-truncated-object", cmd("ADD"), b'{"name":"n"'),
+    ("json-after-key", cmd("DEL"), b'{"name"}'),
+    ("json-after-key-value", cmd("DEL"), b'{"name":"n" "x":1}'),
+    ("json-after-array-element", cmd("CHECK"), b"[1 2]"),
+    ("json-after-top-level", cmd("DEL"), b'{"name":"n"} x'),
+    ("json-trailing-nul", cmd("DEL"), b'{"a":1}\x00'),
+    ("json-newline-in-string", cmd("DEL"), b'{"name":"a\nb"}'),
+    ("json-nul-in-string", cmd("DEL"), b'{"a":"\x7f\x00"}'),
+    ("json-bad-escape", cmd("DEL"), b'{"name":"\\q"}'),
+    ("json-bad-hex-escape", cmd("DEL"), b'{"name":"\\u12g4"}'),
+    ("json-escape-at-end", cmd("DEL"), b'"\\'),
+    ("json-minus-alone", cmd("DEL"), b'{"mtu":-x}'),
+    ("json-decimal-point", cmd("DEL"), b'{"mtu":1.}'),
+    ("json-exponent", cmd("DEL"), b'{"mtu":1ex}'),
+    ("json-leading-zero", cmd("DEL"), b'{"mtu":01}'),
+    ("json-literal-true", cmd("DEL"), b'{"a":tru}'),
+    ("json-literal-false-at-end", cmd("DEL"), b'{"a":fals'),
+    ("json-literal-null", cmd("CHECK"), b'{"a":nul,'),
+    ("json-key-not-string", cmd("DEL"), b"{1:2}"),
+    ("json-single-quotes", cmd("DEL"), b"{'name':'n'}"),
+    ("json-trailing-comma-object", cmd("DEL"), b'{"name":"n",}'),
+    ("json-trailing-comma-array", cmd("DEL"), b"[1,]"),
+    ("json-nan", cmd("DEL"), b'{"mtu":NaN}'),
+    ("json-minus-infinity", cmd("DEL"), b'{"mtu":-Infinity}'),
+    ("json-infinity-with-valid-name", cmd("CHECK"), conf()[:-1] + b',"x":Infinity}'),
+    ("json-bom", cmd("DEL"), b'\xef\xbb\xbf{"name":"n"}'),
+    ("json-latin1-byte", cmd("DEL"), b"\xff"),
+    ("json-too-deep", cmd("DEL"), b'{"x":' + b"[" * 10000 + b"]" * 10000 + b"}"),
+    # documents Go accepts that Python's json module would not read (or would read otherwise)
+    (
+        "json-deep-but-allowed",
+        cmd("DEL"),
+        conf()[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ),
+    ("json-5000-digit-number", cmd("DEL"), conf()[:-1] + b',"x":' + b"9" * 5000 + b"}"),
+    ("json-overlong-utf8-elsewhere", cmd("DEL"), conf()[:-1] + b',"x":"\xc0\x80"}'),
+    ("name-truncated-utf8", cmd("DEL"), b'{"name":"n\xe2\x82"}'),
+    ("name-truncated-4-byte-utf8", cmd("DEL"), b'{"name":"n\xf0\x9f\x98"}'),
+    ("json-whitespace-everywhere", cmd("DEL"), b'\t{"name":"n" , "cniVersion" : "0.4.0"\r\n\t} '),
     # incompatible versions (the plugin's supported list is not in these messages)
     ("version-not-string", cmd("ADD"), b'{"cniVersion":4,"name":"n"}'),
     ("check-config-0.3.1", cmd("CHECK"), conf(cniVersion="0.3.1")),
