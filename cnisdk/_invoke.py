@@ -35,7 +35,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from cnisdk.spec._errors import CNIError
-from cnisdk.spec._json import dumps_compact, fold_keys
+from cnisdk.spec._json import dumps_compact, fold_keys, go_json_syntax_error, loads_go
 
 if TYPE_CHECKING:
     from cnisdk.spec._result import AnyResult
@@ -188,25 +188,6 @@ def _exit_text(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _go_json_error(data: bytes) -> str | None:
-    """The message Go's ``encoding/json`` gives for input it cannot parse, or ``None``."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "invalid character in string literal"
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            return "unexpected end of JSON input"
-        char = text[exc.pos]
-        quoted = "'\\''" if char == "'" else f"'{char}'"
-        if exc.pos == 0 or exc.msg.startswith("Expecting value"):
-            return f"invalid character {quoted} looking for beginning of value"
-        return f"invalid character {quoted} after top-level value"
-    return None
-
-
 def _error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
     """Turn a failed plugin's output into the error libcni would return."""
     exit_text = _exit_text(returncode)
@@ -217,9 +198,9 @@ def _error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIErro
             )
         # libcni >= 1.2 appends the exit status; older versions stopped after the quote.
         return PluginExecError(f"netplugin failed: {go_quote(stderr)}: {exit_text}", returncode)
-    problem = _go_json_error(stdout)
+    problem = go_json_syntax_error(stdout)
     if problem is None:
-        doc = json.loads(stdout)
+        doc = loads_go(stdout)
         if doc is None:
             return CNIError(0, "")
         if not isinstance(doc, dict):
@@ -355,11 +336,10 @@ def parse_plugin_result(netconf: bytes, stdout: bytes) -> AnyResult:
 
     config_version = _config_version(netconf)
     try:
-        doc = json.loads(stdout)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problem = _go_json_error(stdout) or str(exc)
+        doc = loads_go(stdout)
+    except ValueError as exc:
         raise ValueError(
-            f"failed to unmarshal raw result: {problem} result {stdout.decode('utf-8', 'replace')}"
+            f"failed to unmarshal raw result: {exc} result {stdout.decode('utf-8', 'replace')}"
         ) from exc
     if doc is None:
         doc = {}
@@ -402,7 +382,7 @@ def decode_version_info(data: bytes) -> VersionInfo:
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"decoding version info: {_go_json_error(data) or exc}") from exc
+        raise ValueError(f"decoding version info: {go_json_syntax_error(data) or exc}") from exc
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
