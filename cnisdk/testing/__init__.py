@@ -5,6 +5,7 @@ Also a pytest plugin (loaded automatically once cnisdk is installed) providing t
 """
 
 from cnisdk.testing._bin_dir import make_cni_bin_dir as make_cni_bin_dir
+from cnisdk.testing._bin_dir import write_recording_plugin as write_recording_plugin
 from cnisdk.testing._fakes import FakeDelegate as FakeDelegate
 from cnisdk.testing._fakes import fake_delegation as fake_delegation
 from cnisdk.testing._invoke import Invocation as Invocation
@@ -26,4 +27,5 @@ __all__ = [
     "make_cni_bin_dir",
     "require_netns",
     "temporary_netns",
+    "write_recording_plugin",
 ]

@@ -21,19 +21,11 @@ import pytest
 
 from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
 from cnisdk.spec._result import result_to_dict, result_to_json
-from cnisdk.testing import require_netns, temporary_netns
+from cnisdk.testing import require_netns, temporary_netns, write_recording_plugin
 
 pytestmark = pytest.mark.netns
 
 GO_PLUGINS = "/usr/lib/cni"
-RECORDER = """#!/bin/sh
-# Runs {target} and keeps a copy of its stdout in {log_dir}/<type>.<CNI_COMMAND>.
-out=$({target})
-rc=$?
-printf '%s' "$out" > "{log_dir}/{name}.$CNI_COMMAND"
-printf '%s' "$out"
-exit $rc
-"""
 
 
 @pytest.fixture
@@ -73,9 +65,7 @@ class Chain:
             ("bridge", f"{GO_PLUGINS}/bridge"),
             ("passthrough", str(self.real_dir / "passthrough")),
         ):
-            script = self.bin_dir / name
-            script.write_text(RECORDER.format(target=target, log_dir=self.log_dir, name=name))
-            script.chmod(0o755)
+            write_recording_plugin(self.bin_dir, name, target, self.log_dir)
         self.data_dir = tmp_path / "ipam"
         self.bridge = f"cnip{secrets.token_hex(4)}"
         prefix = f"10.{240 + secrets.randbelow(10)}.{secrets.randbelow(250)}"

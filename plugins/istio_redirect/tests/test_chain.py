@@ -29,21 +29,12 @@ from cnisdk._launcher import is_launcher, write_launcher
 from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import AnyResult, parse_result, result_to_dict
-from cnisdk.testing import require_netns, temporary_netns
+from cnisdk.testing import require_netns, temporary_netns, write_recording_plugin
 
 pytestmark = [pytest.mark.netns, pytest.mark.anyio]
 
 GO_PLUGINS = "/usr/lib/cni"
 POD = injected_pod()
-
-RECORDING_BRIDGE = """#!/bin/sh
-# Test wrapper: run the real bridge plugin, keep a copy of what it printed.
-out=$({real})
-rc=$?
-printf '%s' "$out" > "{record}.$CNI_COMMAND"
-printf '%s\\n' "$out"
-exit $rc
-"""
 
 
 @pytest.fixture
@@ -91,7 +82,7 @@ class Node:
         return conflist_from_bytes(json.dumps(doc).encode())
 
     def bridge_output(self, command: str) -> Any:
-        return json.loads((self.tmp / f"bridge-out.{command}").read_text())
+        return json.loads((self.tmp / "recorded" / f"bridge.{command}").read_text())
 
     def assert_bridge_result(self, result: AnyResult) -> None:
         """The chain's result is what bridge printed: the same result, the same document.
@@ -99,7 +90,7 @@ class Node:
         Debian's bridge (CNI 1.1.1) prints ``"dns": {}`` in 1.0.0 results; cnisdk prints an
         empty 1.0.0 ``dns`` not at all. Both mean the same; everything else must be equal.
         """
-        raw = (self.tmp / "bridge-out.ADD").read_bytes()
+        raw = (self.tmp / "recorded" / "bridge.ADD").read_bytes()
         assert result == parse_result(raw, result.cni_version)
         printed = result_to_dict(result)
         expected = {k: v for k, v in json.loads(raw).items() if (k, v) != ("dns", {})}
@@ -127,11 +118,7 @@ def node(tmp_path: Path, stub: KubeStub) -> Iterator[Node]:
     bin_dir = tmp_path / "bin"
     launcher = write_launcher(bin_dir, get_plugin("istio-redirect"))
     assert is_launcher(launcher)
-    wrapper = bin_dir / "bridge"
-    wrapper.write_text(
-        RECORDING_BRIDGE.format(real=f"{GO_PLUGINS}/bridge", record=tmp_path / "bridge-out")
-    )
-    wrapper.chmod(0o755)
+    write_recording_plugin(bin_dir, "bridge", f"{GO_PLUGINS}/bridge", tmp_path / "recorded")
     bridge = f"cnich{secrets.token_hex(4)}"
     runtime = CNIRuntime([str(bin_dir), GO_PLUGINS], cache_dir=str(tmp_path / "cache"), timeout=30)
     prefix = f"10.253.{secrets.randbelow(250) + 1}"
