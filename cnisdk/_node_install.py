@@ -1,7 +1,6 @@
 """Put cnisdk plugins on a node: launchers, the chained config entry, a kubeconfig; and back.
 
-This is what Istio's ``install-cni`` does for ``istio-cni`` (shared/reference/istio-cni.md §5),
-for any cnisdk plugin type.
+This is what Istio's ``install-cni`` does for ``istio-cni``, for any cnisdk plugin type.
 
 Which file. The node's primary config is chosen as libcni and kubelet choose it
 (:func:`cnisdk._runtime.pick_config`: ``.conf``/``.conflist``/``.json`` in lexical order, the

@@ -1,7 +1,7 @@
 """Byte-for-byte parity with a real Go skel plugin: Debian's ``tuning`` (CNI lib 1.1.2).
 
 ``tuning`` is a chained plugin, like ``passthrough``. For every input below, Go's 1.1.2 skel and
-the newer skel cnisdk follows are defined to behave the same (reference §1-§3), so both
+the newer skel cnisdk follows are defined to behave the same, so both
 binaries get the IDENTICAL environment and stdin and must print identical bytes and exit alike.
 
 Known divergences (asserted separately, cnisdk's side only, in ``test_divergence_*``):
@@ -78,7 +78,7 @@ def conf(**fields: object) -> bytes:
 
 
 CASES: list[tuple[str, dict[str, str], bytes]] = [
-    # missing environment (reference §1)
+    # missing environment
     ("add-only-command", {"CNI_COMMAND": "ADD"}, CONF),
     ("del-only-command", {"CNI_COMMAND": "DEL"}, CONF),
     ("check-only-command", {"CNI_COMMAND": "CHECK"}, CONF),

@@ -1,7 +1,7 @@
 """Launchers written by the real ``cnisdk install``, exec'd the way a container runtime does.
 
 A runtime gives a plugin only the ``CNI_*`` variables (and usually ``PATH``), a config on
-stdin, and reads one JSON document from stdout plus the exit code (reference §0-§4).
+stdin, and reads one JSON document from stdout plus the exit code.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def test_add_prints_the_prev_result(launcher: Path) -> None:
 
 
 def test_add_output_follows_the_config_version(launcher: Path) -> None:
-    # Reference §9.8, byte for byte.
+    # The prevResult is printed in the config's version, byte for byte.
     conf = {
         "cniVersion": "0.4.0",
         "name": "n",
@@ -226,7 +226,7 @@ def test_version_is_compact_with_newline_and_ignores_stdin(launcher: Path) -> No
 
 
 def test_version_discovery_env_of_libcni(launcher: Path) -> None:
-    # What GetVersionInfo sends (reference §6).
+    # What GetVersionInfo sends.
     env = {
         "CNI_COMMAND": "VERSION",
         "CNI_CONTAINERID": "",

@@ -1,4 +1,4 @@
-"""The exec protocol against Go skel's observable behaviour (reference §1-§3, §9)."""
+"""The exec protocol against Go skel's observable behaviour."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def conf(version: str | None = "1.0.0", **extra: Any) -> str:
     return json.dumps(doc)
 
 
-# --- §1 environment per verb -------------------------------------------------------------
+# --- environment per verb ----------------------------------------------------------------
 
 REQUIRED = {
     "ADD": ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
@@ -109,7 +109,7 @@ def test_empty_value_counts_as_unset(command: str, dropped: str) -> None:
         assert code == 0, stdout
 
 
-def test_del_without_netns_runs_callback_with_empty_netns() -> None:  # §9.6
+def test_del_without_netns_runs_callback_with_empty_netns() -> None:
     plugin = Recorder()
     env = {k: v for k, v in BASE_ENV.items() if k != "CNI_NETNS"}
     stdout, _, code = call(plugin, {**env, "CNI_COMMAND": "DEL"}, conf())
@@ -120,16 +120,16 @@ def test_del_without_netns_runs_callback_with_empty_netns() -> None:  # §9.6
     assert ctx.netns is None
 
 
-# --- §9 edge cases ------------------------------------------------------------------------
+# --- edge cases where Go's behaviour is easy to miss -------------------------------------
 
 
-def test_no_env_prints_about_to_stderr() -> None:  # §9.1
+def test_no_env_prints_about_to_stderr() -> None:
     stdout, stderr, code = call(Recorder(), {}, b"")
     assert (stdout, code) == (b"", 0)
     assert stderr == b"CNI plugin x v1\nCNI protocol versions supported: 0.3.1, 0.4.0, 1.0.0\n"
 
 
-def test_version_ignores_stdin_and_env() -> None:  # §9.2
+def test_version_ignores_stdin_and_env() -> None:
     stdout, _, code = call(Recorder(), {"CNI_COMMAND": "VERSION"}, b"\x00garbage{")
     assert code == 0
     assert stdout == (b'{"cniVersion":"1.1.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}\n')
@@ -143,7 +143,7 @@ def test_version_never_reads_stdin() -> None:
     assert response.exit_code == 0
 
 
-def test_add_with_only_command() -> None:  # §9.3
+def test_add_with_only_command() -> None:
     stdout, _, code = call(Recorder(), {"CNI_COMMAND": "ADD"}, b"")
     assert code == 1
     assert stdout == (
@@ -152,7 +152,7 @@ def test_add_with_only_command() -> None:  # §9.3
     )
 
 
-def test_missing_version_means_010() -> None:  # §9.4
+def test_missing_version_means_010() -> None:
     stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, '{"name":"n"}')
     assert code == 1
     assert error_of(stdout) == {
@@ -175,7 +175,7 @@ def test_version_match_is_exact() -> None:
         ("1.2.0", "plugin version does not allow CHECK"),
     ],
 )
-def test_check_version_gate(version: str, msg: str) -> None:  # §9.5
+def test_check_version_gate(version: str, msg: str) -> None:
     stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "CHECK"}, conf(version))
     assert code == 1
     assert error_of(stdout) == {"code": 1, "msg": msg}
@@ -188,7 +188,7 @@ def test_check_runs_at_supported_version() -> None:
     assert [verb for verb, _ in plugin.calls] == ["CHECK"]
 
 
-def test_empty_stdin_on_del() -> None:  # §9.7
+def test_empty_stdin_on_del() -> None:
     stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": "DEL"}, b"")
     assert code == 1
     assert error_of(stdout) == {
@@ -197,7 +197,7 @@ def test_empty_stdin_on_del() -> None:  # §9.7
     }
 
 
-def test_non_string_version_is_a_decoding_failure() -> None:  # §9.7
+def test_non_string_version_is_a_decoding_failure() -> None:
     stdout, _, code = call(
         Recorder(), {**BASE_ENV, "CNI_COMMAND": "DEL"}, '{"cniVersion":4,"name":"n"}'
     )
@@ -207,7 +207,7 @@ def test_non_string_version_is_a_decoding_failure() -> None:  # §9.7
     assert doc["msg"].startswith("decoding version from network config: json: cannot unmarshal")
 
 
-def test_prev_result_printed_in_config_version() -> None:  # §9.8
+def test_prev_result_printed_in_config_version() -> None:
     prev = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
     stdout, _, code = call(
         Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("0.4.0", prevResult=prev)
@@ -220,7 +220,7 @@ def test_prev_result_printed_in_config_version() -> None:  # §9.8
     }
 
 
-def test_prev_result_without_version_inherits_config_version() -> None:  # §9.9
+def test_prev_result_without_version_inherits_config_version() -> None:
     prev = {"ips": [{"version": "4", "address": "10.0.0.2/24"}]}
     stdout, _, code = call(
         Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("0.4.0", prevResult=prev)
@@ -229,7 +229,7 @@ def test_prev_result_without_version_inherits_config_version() -> None:  # §9.9
     assert json.loads(stdout)["cniVersion"] == "0.4.0"
 
 
-def test_prev_result_of_other_family_is_refused_with_999() -> None:  # §9.9
+def test_prev_result_of_other_family_is_refused_with_999() -> None:
     prev = {"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
     stdout, _, code = call(
         Recorder(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf("1.0.0", prevResult=prev)
@@ -251,7 +251,7 @@ def test_prev_result_of_other_family_is_refused_with_999() -> None:  # §9.9
         ("A-b_c.d", None),
     ],
 )
-def test_container_id_rules(container_id: str, expected: dict[str, Any] | None) -> None:  # §9.13
+def test_container_id_rules(container_id: str, expected: dict[str, Any] | None) -> None:
     env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": container_id}
     stdout, _, code = call(Recorder(), env, conf())
     if expected is None:
@@ -284,7 +284,7 @@ IFNAME_BAD_CHARS = {"code": 4, "msg": "interface name contains / or : or whitesp
         (".", {"code": 4, "msg": "interface name is . or .."}),
     ],
 )
-def test_interface_name_rules(ifname: str, expected: dict[str, Any] | None) -> None:  # §9.14
+def test_interface_name_rules(ifname: str, expected: dict[str, Any] | None) -> None:
     env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_IFNAME": ifname}
     stdout, _, code = call(Recorder(), env, conf())
     if expected is None:
@@ -309,7 +309,7 @@ def test_network_name_rules(name: str, expected: dict[str, Any]) -> None:
     assert (error_of(stdout), code) == (expected, 1)
 
 
-def test_plain_exception_becomes_999() -> None:  # §9.15
+def test_plain_exception_becomes_999() -> None:
     stdout, _, code = call(
         Recorder(RuntimeError("boom")), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf()
     )
@@ -323,14 +323,14 @@ def test_multiline_exception_message_is_one_line() -> None:
     assert error_of(stdout) == {"code": 999, "msg": "first second"}
 
 
-def test_cni_error_printed_verbatim() -> None:  # §9.15
+def test_cni_error_printed_verbatim() -> None:
     plugin = Recorder(CNIError(11, "try later", "busy"))
     stdout, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf())
     assert code == 1
     assert stdout == b'{\n    "code": 11,\n    "msg": "try later",\n    "details": "busy"\n}'
 
 
-def test_keys_match_case_insensitively() -> None:  # §9.16
+def test_keys_match_case_insensitively() -> None:
     plugin = Recorder()
     stdin = '{"CNIVERSION":"0.4.0","NAME":"mynet","type":"x"}'
     stdout, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, stdin)
@@ -339,7 +339,7 @@ def test_keys_match_case_insensitively() -> None:  # §9.16
     assert (ctx.config.name, ctx.config.cni_version) == ("mynet", "0.4.0")
 
 
-def test_duplicate_keys_last_wins() -> None:  # §9.16
+def test_duplicate_keys_last_wins() -> None:
     plugin = Recorder()
     stdin = '{"cniVersion":"0.4.0","name":"first","name":"second","type":"x"}'
     _, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, stdin)
@@ -347,7 +347,7 @@ def test_duplicate_keys_last_wins() -> None:  # §9.16
     assert plugin.calls[0][1].config.name == "second"
 
 
-def test_unknown_config_keys_reach_plugin_unchanged() -> None:  # §9.17
+def test_unknown_config_keys_reach_plugin_unchanged() -> None:
     plugin = Recorder()
     _, _, code = call(plugin, {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf(custom={"a": 1}))
     assert code == 0
@@ -356,12 +356,12 @@ def test_unknown_config_keys_reach_plugin_unchanged() -> None:  # §9.17
     assert config.to_dict() == {"cniVersion": "1.0.0", "name": "n", "type": "x", "custom": {"a": 1}}
 
 
-def test_gc_needs_110_config() -> None:  # §9.19
+def test_gc_needs_110_config() -> None:
     stdout, _, code = call(AllVersions(), {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}, conf("1.0.0"))
     assert (error_of(stdout), code) == ({"code": 1, "msg": "config version does not allow GC"}, 1)
 
 
-def test_gc_null_attachments_is_empty() -> None:  # §9.19
+def test_gc_null_attachments_is_empty() -> None:
     plugin = AllVersions()
     stdin = conf("1.1.0", **{"cni.dev/valid-attachments": None})
     stdout, _, code = call(plugin, {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}, stdin)
@@ -394,7 +394,7 @@ def test_unknown_command_is_case_sensitive() -> None:
     assert (error_of(stdout), code) == ({"code": 4, "msg": "unknown CNI_COMMAND: add"}, 1)
 
 
-def test_own_netns_is_refused_unless_overridden() -> None:  # §9.20, decided before the callback
+def test_own_netns_is_refused_unless_overridden() -> None:  # decided before the callback
     plugin = Recorder()
     env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_NETNS": "/proc/self/ns/net"}
     stdout, _, code = call(plugin, env, conf())

@@ -136,7 +136,7 @@ async def test_bridge_then_passthrough(chain: Chain, version: str) -> None:
         assert ("version" in bridge_out["ips"][0]) == (version != "1.0.0")
         if version == "1.0.0":
             # Go 1.1.2 prints "dns": {} in 1.0.0 results; cnisdk, like the newer Go lib,
-            # omits an empty dns there (reference §0). Nothing else may differ.
+            # omits an empty dns there. Nothing else may differ.
             assert bridge_out.pop("dns") == {}
         # What passthrough printed is exactly bridge's result, in the config's version...
         assert passthrough_out == bridge_out

@@ -1,4 +1,4 @@
-"""CNI_ARGS parsing and loading (reference §1, §9.18)."""
+"""CNI_ARGS parsing and loading (Go's types.LoadArgs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config models and libcni's conflist parsing (reference §5)."""
+"""Config models and libcni's conflist parsing (Go's libcni)."""
 
 from __future__ import annotations
 

@@ -375,7 +375,7 @@ def test_unlabelled_result_prints_without_cniversion() -> None:
     assert result_to_json(Result020()) == b'{\n    "dns": {}\n}'
 
 
-# --------------------------------------------------------------------------- reference §9
+# --------------------------------------------------------------------------- Go's edge cases
 
 
 def test_edge_8_prev_result_output_follows_config_version() -> None:
