@@ -522,3 +522,22 @@ def test_require_netns_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNISDK_REQUIRE_NETNS", "1")
     with pytest.raises(pytest.fail.Exception, match="no namespaces here"):
         require_netns()
+
+
+@pytest.mark.netns
+@pytest.mark.anyio
+async def test_run_process_can_hide_nsswitch_from_the_child(handle: NetNS) -> None:
+    nsswitch = anyio.Path("/etc/nsswitch.conf")
+    host_view = await nsswitch.read_bytes()
+    own_mounts = os.stat("/proc/thread-self/ns/mnt").st_ino
+    hidden = await handle.run_process(["cat", "/etc/nsswitch.conf"], hide_nsswitch=True)
+    shown = await handle.run_process(["cat", "/etc/nsswitch.conf"])
+    assert hidden.returncode == 0 and hidden.stdout == b""
+    assert shown.stdout == host_view
+    # Only the single-use thread moved: this thread and the host file are untouched.
+    assert os.stat("/proc/thread-self/ns/mnt").st_ino == own_mounts
+    assert await nsswitch.read_bytes() == host_view
+    assert all(
+        os.stat(f"/proc/self/task/{tid}/ns/mnt").st_ino == own_mounts
+        for tid in os.listdir("/proc/self/task")
+    )

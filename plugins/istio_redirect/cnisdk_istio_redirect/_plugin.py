@@ -245,8 +245,14 @@ def _require_netns(ctx: Context[IstioRedirectConfig]) -> Any:
 def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
     netns = _require_netns(ctx)
 
+    # Legacy iptables locks on the pod's own namespace file, not the host's
+    # /run/xtables.lock, so pod set-up never waits on kube-proxy (as Istio does).
+    env = {**_TOOL_ENV, "XTABLES_LOCKFILE": netns.path}
+
     async def run(argv: Sequence[str], input: bytes | None = None) -> tuple[int, bytes, bytes]:
-        completed = await netns.run_process(list(argv), input=input, env=_TOOL_ENV, timeout=60)
+        completed = await netns.run_process(
+            list(argv), input=input, env=env, timeout=60, hide_nsswitch=True
+        )
         return completed.returncode, completed.stdout, completed.stderr
 
     return run
