@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,24 @@ GOLDEN = HERE / "golden"
 
 # The chained entry used throughout (passthrough accepts and keeps unknown keys).
 ENTRY = {"type": "passthrough", "cniVersion": "1.0.0", "note": "chained by cnisdk"}
+
+
+def install_argv(bin_dir: Path, conf_dir: Path, *extra: str) -> list[str]:
+    """``cnisdk install passthrough`` chaining ``ENTRY`` into ``conf_dir``, as a subprocess argv."""
+    return [
+        sys.executable,
+        "-m",
+        "cnisdk._cli",
+        "install",
+        "passthrough",
+        "--bin-dir",
+        str(bin_dir),
+        "--conf-dir",
+        str(conf_dir),
+        "--chain",
+        json.dumps(ENTRY),
+        *extra,
+    ]
 
 
 def cli(

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from cnisdk._node_install import (
 )
 from cnisdk._validate import validate_paths
 
-from .conftest import CONFIGS, ENTRY, GOLDEN, cli, snapshot
+from .conftest import CONFIGS, ENTRY, GOLDEN, cli, install_argv, snapshot
 
 # case -> (the primary file before, the primary file after install)
 CASES = {
@@ -204,20 +203,11 @@ def test_uninstall_keeps_a_foreign_binary(conf_copy: ConfCopy, tmp_path: Path) -
 
 def test_two_installers_racing(conf_copy: ConfCopy, tmp_path: Path) -> None:
     conf_dir = conf_copy("calico")
-    args = [
-        "install",
-        "passthrough",
-        "--bin-dir",
-        str(tmp_path / "bin"),
-        "--conf-dir",
-        str(conf_dir),
-        "--chain",
-        json.dumps(ENTRY),
-    ]
+    argv = install_argv(tmp_path / "bin", conf_dir)
     env = {**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "0.3"}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "cnisdk._cli", *args],
+            argv,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -241,19 +231,7 @@ def test_killed_mid_write_leaves_old_or_new(case: str, conf_copy: ConfCopy, tmp_
     conf_dir = conf_copy(case)
     before = snapshot(conf_dir)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cnisdk._cli",
-            "install",
-            "passthrough",
-            "--bin-dir",
-            str(tmp_path / "bin"),
-            "--conf-dir",
-            str(conf_dir),
-            "--chain",
-            json.dumps(ENTRY),
-        ],
+        install_argv(tmp_path / "bin", conf_dir),
         env={**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "30"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

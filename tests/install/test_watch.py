@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +18,7 @@ from pathlib import Path
 from cnisdk._discovery import get_plugin
 from cnisdk._node_install import InstallSpec, ReadyServer, watch
 
-from .conftest import CONFIGS, ENTRY, GOLDEN, snapshot
+from .conftest import CONFIGS, ENTRY, GOLDEN, install_argv, snapshot
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> float:
@@ -64,18 +63,9 @@ def test_watch_reasserts_rotates_and_uninstalls_on_sigterm(tmp_path: Path) -> No
     port = free_port()
     ready_file = tmp_path / "ready"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cnisdk._cli",
-            "install",
-            "passthrough",
-            "--bin-dir",
-            str(tmp_path / "bin"),
-            "--conf-dir",
-            str(conf_dir),
-            "--chain",
-            json.dumps(ENTRY),
+        install_argv(
+            tmp_path / "bin",
+            conf_dir,
             "--kubeconfig-from-serviceaccount",
             str(sa),
             "--watch",
@@ -87,7 +77,7 @@ def test_watch_reasserts_rotates_and_uninstalls_on_sigterm(tmp_path: Path) -> No
             f"127.0.0.1:{port}",
             "--ready-file",
             str(ready_file),
-        ],
+        ),
         env={
             **os.environ,
             "KUBERNETES_SERVICE_HOST": "10.96.0.1",
