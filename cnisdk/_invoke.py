@@ -35,7 +35,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
 from cnisdk.spec._errors import CNIError
-from cnisdk.spec._json import dumps_compact, fold_keys, go_json_syntax_error, loads_go
+from cnisdk.spec._json import dumps_compact, fold_keys, go_json_syntax_error, go_quote, loads_go
 
 if TYPE_CHECKING:
     from cnisdk.spec._result import AnyResult
@@ -55,7 +55,6 @@ __all__ = [
     "exec_plugin_without_result",
     "find_plugin",
     "get_version_info",
-    "go_quote",
     "split_cni_path",
 ]
 
@@ -120,31 +119,6 @@ class VersionInfo:
 def split_cni_path(value: str) -> list[str]:
     """Split a ``CNI_PATH`` value like Go's ``filepath.SplitList`` (``""`` is no directory)."""
     return value.split(os.pathsep) if value else []
-
-
-def go_quote(text: str | bytes) -> str:
-    """Go's ``%q`` of a string: a double-quoted literal with Go's escapes."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "surrogateescape")
-    out = ['"']
-    simple = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n",
-              "\r": "\\r", "\t": "\\t", "\v": "\\v"}  # fmt: skip
-    for char in text:
-        code = ord(char)
-        if char in simple:
-            out.append(simple[char])
-        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char == " " or (char.isprintable() and not char.isspace()):
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:

@@ -3,7 +3,7 @@
 This is what Istio's ``install-cni`` does for ``istio-cni``, for any cnisdk plugin type.
 
 Which file. The node's primary config is chosen as libcni and kubelet choose it
-(:func:`cnisdk._runtime.pick_config`: ``.conf``/``.conflist``/``.json`` in lexical order, the
+(:func:`cnisdk._confdir.select_network`: ``.conf``/``.conflist``/``.json`` in lexical order, the
 first that loads and has a plugin). Broken files before it are skipped, as a runtime skips them.
 No usable file is :class:`NoPrimaryConfig`: a one-shot install fails with a clear message, a
 ``--watch`` install waits for the primary CNI to write one (as Istio does).
@@ -54,9 +54,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cnisdk._confdir import select_network
 from cnisdk._discovery import PluginEntry
 from cnisdk._launcher import is_launcher, render_launcher, write_launcher
-from cnisdk._runtime import pick_config
 
 __all__ = [
     "DEFAULT_CNI_VERSION",
@@ -512,17 +512,16 @@ def _single_to_list_name(path: Path) -> Path:
 
 def _chain_into(spec: InstallSpec, entries: list[dict[str, Any]], outcome: Outcome) -> None:
     assert spec.conf_dir is not None
-    skipped: list[str] = []
-    try:
-        picked, _ = pick_config(spec.conf_dir, log=skipped)
-    except FileNotFoundError:
+    selection = select_network(spec.conf_dir)
+    skipped = selection.skipped()
+    if selection.chosen is None:
         detail = "".join(f"\n  {line}" for line in skipped)
         raise NoPrimaryConfig(
             f"no usable CNI network config in {spec.conf_dir} (the primary CNI has not written "
             f"one yet?){detail}"
         ) from None
     outcome.notes.extend(skipped)
-    path = Path(picked)
+    path = selection.chosen.path
     stat = path.stat()
     mode, owner = stat.st_mode & 0o7777, (stat.st_uid, stat.st_gid)
     text = path.read_bytes().decode("utf-8")

@@ -22,30 +22,26 @@ ADD/DEL of the same network.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import PrivateAttr
 
+from cnisdk._confdir import LoadedConfList
 from cnisdk._invoke import (
     exec_plugin_with_result,
     exec_plugin_without_result,
     find_plugin,
     get_version_info,
-    go_quote,
 )
 from cnisdk._plugin import Attachment
-from cnisdk.spec._config import NetConfList, parse_conflist, parse_netconf
+from cnisdk._result_cache import DEFAULT_CACHE_DIR, CachedAttachment, ResultCache
+from cnisdk.spec._config import NetConfList
 from cnisdk.spec._errors import CNIError, ErrorCode
-from cnisdk.spec._json import dumps_compact
+from cnisdk.spec._json import dumps_compact, go_quote, go_sorted
 from cnisdk.spec._names import (
     validate_container_id,
     validate_interface_name,
@@ -62,15 +58,8 @@ __all__ = [
     "CachedAttachment",
     "ChainError",
     "GCError",
-    "LoadedConfList",
     "RuntimeConf",
-    "load_conflist",
-    "pick_config",
 ]
-
-DEFAULT_CACHE_DIR = "/var/lib/cni"
-_CACHE_KIND = "cniCacheV1"
-_CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 
 
 class ChainError(CNIError):
@@ -97,12 +86,6 @@ class GCError(Exception):
         self.errors = list(errors)
 
 
-class LoadedConfList(NetConfList):
-    """A :class:`NetConfList` that remembers the bytes it was read from (libcni caches them)."""
-
-    _raw: bytes = PrivateAttr(default=b"")
-
-
 @dataclass
 class RuntimeConf:
     """The per-attachment arguments of one runtime call (libcni's ``RuntimeConf``)."""
@@ -116,134 +99,6 @@ class RuntimeConf:
     """Capability arguments; each plugin gets those it declares in ``capabilities``."""
     cache_dir: str = DEFAULT_CACHE_DIR
     """Used only when the :class:`CNIRuntime` has no cache directory of its own."""
-
-
-@dataclass(frozen=True)
-class CachedAttachment:
-    """One cached attachment (libcni's ``NetworkAttachment``)."""
-
-    container_id: str
-    network: str
-    ifname: str
-    config: bytes
-    netns: str
-    cni_args: list[tuple[str, str]]
-    capability_args: dict[str, Any]
-
-
-def _conflist_bytes(conflist: NetConfList) -> bytes:
-    if isinstance(conflist, LoadedConfList) and conflist._raw:
-        return conflist._raw
-    return dumps_compact(conflist.to_dict())
-
-
-def conflist_from_bytes(data: bytes) -> LoadedConfList:
-    """Parse conflist bytes (libcni's ``ConfListFromBytes``), keeping the bytes for the cache."""
-    parsed = parse_conflist(data)
-    loaded = LoadedConfList.model_validate(parsed.to_dict())
-    loaded._raw = data
-    return loaded
-
-
-def conflist_from_conf(data: bytes) -> LoadedConfList:
-    """Wrap a single plugin config in a list, as libcni's ``ConfListFromConf`` does.
-
-    The list carries the config's ``name`` and ``cniVersion``; its bytes are the Go-marshalled
-    wrapper (keys sorted), which is what libcni caches for such a network.
-    """
-    conf = parse_netconf(data)
-    name = conf.get("name", "")
-    version = conf.get("cniVersion", "")
-    wrapper = _go_sorted({"cniVersion": version, "name": name, "plugins": [conf]})
-    return conflist_from_bytes(dumps_compact(wrapper))
-
-
-def load_conflist(path: str | os.PathLike[str]) -> LoadedConfList:
-    """Load a ``.conflist``, or a ``.conf``/``.json`` single config upgraded to a list.
-
-    Like libcni, a ``.conflist`` whose ``loadOnlyInlinedPlugins`` is false also gets the
-    ``*.conf`` files of the directory ``<its dir>/<network name>/`` appended, in lexical order.
-
-    :raises ValueError: libcni's parse errors; ``OSError`` when the file cannot be read.
-    """
-    file = Path(path)
-    data = file.read_bytes()
-    if file.suffix in (".conf", ".json"):
-        return conflist_from_conf(data)
-    loaded = conflist_from_bytes(data)
-    if not loaded.load_only_inlined_plugins:
-        extra = _plugins_from_dir(file.parent, loaded.name)
-        if extra:
-            loaded.plugins = [*loaded.plugins, *extra]
-    return loaded
-
-
-def _plugins_from_dir(base: Path, network: str) -> list[dict[str, Any]]:
-    try:
-        validate_network_name(network)
-    except CNIError:
-        return []  # never turn an unchecked name into a path
-    directory = base / network
-    if not directory.is_dir():
-        return []
-    return [parse_netconf(p.read_bytes()) for p in sorted(directory.glob("*.conf"))]
-
-
-def pick_config(
-    directory: str | os.PathLike[str], *, log: list[str] | None = None
-) -> tuple[str, LoadedConfList]:
-    """Choose a directory's network as libcni/kubelet do.
-
-    Files ending in ``.conf``, ``.conflist`` or ``.json`` are tried in lexical order; the first
-    that loads and has at least one plugin wins.
-
-    :param log: if given, one line is appended per skipped file, saying why.
-    :raises FileNotFoundError: no usable configuration in the directory.
-    """
-    base = Path(directory)
-    try:
-        names = sorted(p.name for p in base.iterdir() if p.suffix in _CONF_EXTENSIONS)
-    except OSError as exc:
-        raise FileNotFoundError(f"no networks found in {base}: {exc}") from exc
-    for name in names:
-        path = base / name
-        if not path.is_file():
-            continue
-        try:
-            loaded = load_conflist(path)
-        except (OSError, ValueError) as exc:
-            if log is not None:
-                log.append(f"skipping {path}: {exc}")
-            continue
-        if not loaded.plugins:
-            if log is not None:
-                log.append(f"skipping {path}: no plugins")
-            continue
-        return str(path), loaded
-    raise FileNotFoundError(f"no networks found in {base}")
-
-
-def find_network(directory: str | os.PathLike[str], name: str) -> LoadedConfList:
-    """The network named ``name`` in a config directory (libcni's ``LoadConfList``)."""
-    base = Path(directory)
-    for suffix in ((".conflist",), (".conf", ".json")):
-        for path in sorted(p for p in base.glob("*") if p.suffix in suffix and p.is_file()):
-            try:
-                loaded = load_conflist(path)
-            except (OSError, ValueError):
-                continue
-            if loaded.name == name:
-                return loaded
-    raise FileNotFoundError(f'no net configuration with name "{name}" in {base}')
-
-
-def _go_sorted(value: Any) -> Any:
-    # Go marshals map[string]interface{} with sorted keys, at every level.
-    if isinstance(value, Mapping):
-        return {k: _go_sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_go_sorted(v) for v in value]
-    return value
 
 
 def _plugin_description(plugin: Mapping[str, Any]) -> str:
@@ -276,7 +131,7 @@ def _build_config(
         }
         if runtime_config:
             doc["runtimeConfig"] = runtime_config
-    doc = _go_sorted(doc)
+    doc = go_sorted(doc)
     if prev_result is not None:
         doc["prevResult"] = result_to_dict(prev_result)
         doc = {k: doc[k] for k in sorted(doc)}
@@ -287,29 +142,6 @@ def _validate_attachment(network: str, rt: RuntimeConf) -> None:
     validate_container_id(rt.container_id)
     validate_network_name(network)
     validate_interface_name(rt.ifname)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename is durable only once the directory entry is on disk too.
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class CNIRuntime:
@@ -350,133 +182,51 @@ class CNIRuntime:
         )
         return env
 
-    def _cache_root(self, rt: RuntimeConf | None) -> Path:
+    def _cache(self, rt: RuntimeConf | None) -> ResultCache:
         if self.cache_dir is not None:
-            return Path(self.cache_dir)
-        return Path(rt.cache_dir if rt is not None else DEFAULT_CACHE_DIR)
+            return ResultCache(self.cache_dir)
+        return ResultCache(rt.cache_dir if rt is not None else DEFAULT_CACHE_DIR)
 
     def cache_path(self, network: str, rt: RuntimeConf) -> Path:
         """``<cache_dir>/results/<network>-<containerID>-<ifname>``.
 
         :raises CNIError: a name that fails the spec's validation (so it never becomes a path).
         """
-        _validate_attachment(network, rt)
-        return self._cache_root(rt) / "results" / f"{network}-{rt.container_id}-{rt.ifname}"
-
-    # -- cache -----------------------------------------------------------------------------
+        return self._cache(rt).path(network, rt.container_id, rt.ifname)
 
     def _write_cache(self, result: AnyResult, conflist: NetConfList, rt: RuntimeConf) -> None:
-        from cnisdk.spec._result import result_to_dict
-
-        # Field order and omissions of libcni's cachedInfo struct; nested maps are sorted
-        # because Go marshals them from map[string]interface{}.
-        doc: dict[str, Any] = {
-            "kind": _CACHE_KIND,
-            "containerId": rt.container_id,
-            "config": base64.b64encode(_conflist_bytes(conflist)).decode("ascii"),
-            "ifName": rt.ifname,
-            "networkName": conflist.name,
-        }
-        if rt.netns:
-            doc["netns"] = rt.netns
-        if rt.args:
-            doc["cniArgs"] = [[k, v] for k, v in rt.args]
-        if rt.capability_args:
-            doc["capabilityArgs"] = _go_sorted(rt.capability_args)
-        doc["result"] = _go_sorted(result_to_dict(result))
-        _write_atomic(self.cache_path(conflist.name, rt), dumps_compact(doc), 0o600)
-
-    def _delete_cache(self, network: str, rt: RuntimeConf) -> None:
-        try:
-            path = self.cache_path(network, rt)
-        except CNIError:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        raw = conflist.raw if isinstance(conflist, LoadedConfList) else None
+        self._cache(rt).write(
+            result,
+            raw if raw is not None else dumps_compact(conflist.to_dict()),
+            CachedAttachment(
+                container_id=rt.container_id,
+                network=conflist.name,
+                ifname=rt.ifname,
+                config=b"",
+                netns=rt.netns,
+                cni_args=list(rt.args),
+                capability_args=rt.capability_args,
+            ),
+        )
 
     def get_cached_result(self, conflist: NetConfList, rt: RuntimeConf) -> AnyResult | None:
         """The cached result of the last ADD, converted to the list's version.
-
-        Reads libcni's ``cniCacheV1`` files and legacy files holding a bare result.
 
         :return: ``None`` when there is no cache file.
         :raises ValueError: the file is corrupt or the result does not convert.
         :raises CNIError: invalid container ID, network name or interface name.
         """
-        from cnisdk.spec._result import convert_result, parse_result
-
-        path = self.cache_path(conflist.name, rt)
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None  # libcni ignores read errors: the attachment may never have been cached
-        try:
-            doc = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"failed to parse cached result {path}: {exc}") from exc
-        if isinstance(doc, dict) and doc.get("kind") == _CACHE_KIND:
-            raw = doc.get("result") or {}
-        else:
-            raw = doc  # a legacy cache file is the bare result
-        if not isinstance(raw, dict):
-            raise ValueError(f"cached result {path} is not a JSON object")
-        version = raw.get("cniVersion") or "0.1.0"
-        if not isinstance(version, str):
-            raise ValueError(f"cached result {path} has a non-string cniVersion")
-        result = parse_result(raw, version)
-        target = conflist.effective_version
-        try:
-            return convert_result(result, target)
-        except ValueError as exc:
-            raise ValueError(
-                f"failed to convert cached result to config version {go_quote(target)}: {exc}"
-            ) from exc
+        return self._cache(rt).result(
+            conflist.name, rt.container_id, rt.ifname, conflist.effective_version
+        )
 
     def cached_attachments(self, container_id: str = "") -> list[CachedAttachment]:
         """Every readable ``cniCacheV1`` entry (libcni's ``GetCachedAttachments``).
 
         :param container_id: only this container's entries, when not empty.
         """
-        directory = self._cache_root(None) / "results"
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
-            return []
-        found: list[CachedAttachment] = []
-        for name in names:
-            if name.startswith("."):
-                continue  # our in-flight temporary files
-            if container_id:
-                part = f"-{container_id}-"
-                pos = name.find(part)
-                if pos <= 0 or pos + len(part) >= len(name):
-                    continue
-            try:
-                doc = json.loads((directory / name).read_bytes())
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if not isinstance(doc, dict) or doc.get("kind") != _CACHE_KIND:
-                continue
-            if container_id and doc.get("containerId") != container_id:
-                continue
-            if not doc.get("ifName") or not doc.get("networkName"):
-                continue
-            try:
-                config = base64.b64decode(doc.get("config") or "")
-            except ValueError:
-                config = b""
-            found.append(
-                CachedAttachment(
-                    container_id=str(doc.get("containerId", "")),
-                    network=str(doc["networkName"]),
-                    ifname=str(doc["ifName"]),
-                    config=config,
-                    netns=str(doc.get("netns", "")),
-                    cni_args=[(str(k), str(v)) for k, v in doc.get("cniArgs") or []],
-                    capability_args=dict(doc.get("capabilityArgs") or {}),
-                )
-            )
-        return found
+        return self._cache(None).attachments(container_id)
 
     # -- verbs -----------------------------------------------------------------------------
 
@@ -498,7 +248,8 @@ class CNIRuntime:
                 )
             except Exception as exc:
                 raise ChainError(f"plugin {_plugin_description(plugin)} failed (add)", exc) from exc
-        assert result is not None  # a parsed conflist has at least one plugin
+        if result is None:
+            raise ValueError(f"network {go_quote(conflist.name)} has no plugins to run")
         try:
             await anyio.to_thread.run_sync(self._write_cache, result, conflist, rt)
         except (OSError, CNIError, ValueError) as exc:
@@ -547,7 +298,7 @@ class CNIRuntime:
             try:
                 cached = self.get_cached_result(conflist, rt)
             except (ValueError, CNIError):
-                self._delete_cache(conflist.name, rt)
+                self._cache(rt).delete(conflist.name, rt.container_id, rt.ifname)
                 cached = None
         for plugin in reversed(conflist.plugins):
             try:
@@ -562,7 +313,7 @@ class CNIRuntime:
                 ) from exc
         if cached is not None:
             # As libcni >= 1.2: the entry goes only when it was read (so never below 0.4.0).
-            self._delete_cache(conflist.name, rt)
+            self._cache(rt).delete(conflist.name, rt.container_id, rt.ifname)
 
     async def gc(
         self, conflist: NetConfList, valid_attachments: Sequence[Attachment] | None = None
@@ -624,7 +375,7 @@ class CNIRuntime:
                     path = find_plugin(plugin_type, self.cni_path)
                     await exec_plugin_without_result(
                         path,
-                        dumps_compact(_go_sorted(doc)),
+                        dumps_compact(go_sorted(doc)),
                         self._env("GC", None),
                         timeout=self.timeout,
                     )
@@ -645,7 +396,7 @@ class CNIRuntime:
             doc = {**plugin, "name": conflist.name, "cniVersion": version}
             path = find_plugin(str(plugin.get("type", "")), self.cni_path)
             await exec_plugin_without_result(
-                path, dumps_compact(_go_sorted(doc)), self._env("STATUS", None),
+                path, dumps_compact(go_sorted(doc)), self._env("STATUS", None),
                 timeout=self.timeout,
             )  # fmt: skip
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
+from cnisdk.spec._convert import convert_result, to_current
 from cnisdk.spec._errors import CNIError, ConversionError, ErrorCode
 from cnisdk.spec._json import GoJSONError, dumps_compact, go_json_kind, loads_go
 from cnisdk.spec._names import (
@@ -25,7 +26,7 @@ from cnisdk.spec._names import (
     validate_interface_name,
     validate_network_name,
 )
-from cnisdk.spec._result import convert_result, parse_prev_result, result_to_json, to_current
+from cnisdk.spec._result import parse_prev_result, result_to_json
 from cnisdk.spec._versions import CURRENT_VERSION, version_at_least
 
 __all__ = ["Response", "handle_request", "run"]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import anyio
 
+from cnisdk._confdir import conf_files, select_network
 from cnisdk._invoke import PluginExecError, PluginNotFoundError, find_plugin, get_version_info
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._json import fold_keys
@@ -1072,15 +1073,11 @@ def _suggest_newer(parsed: _Parsed, all_supported: list[set[str]]) -> None:
 # --------------------------------------------------------------------------- directories
 
 
-def _config_files(directory: Path) -> list[Path]:
-    """The files libcni's ``ConfFiles`` returns for a directory, in the order runtimes use."""
-    files = [p for p in directory.iterdir() if p.suffix in CONFIG_EXTENSIONS and p.is_file()]
-    return sorted(files, key=lambda p: p.name)
-
-
 def _select(directory: Path, parsed_files: list[_Parsed]) -> tuple[list[bool], Finding | None]:
     selected = [False] * len(parsed_files)
-    chosen = next((i for i, p in enumerate(parsed_files) if p.loads), None)
+    selection = select_network(directory)
+    chosen_path = selection.chosen.path if selection.chosen is not None else None
+    chosen = next((i for i, p in enumerate(parsed_files) if p.path == chosen_path), None)
     if chosen is None:
         return selected, _finding(
             "CV500",
@@ -1119,7 +1116,7 @@ def _read_all(
         path = Path(raw)
         if path.is_dir():
             try:
-                files = _config_files(path)
+                files = conf_files(path)
             except OSError as exc:
                 raise ValidateError(f"cannot list {path}: {exc.strerror}") from exc
             groups.append((path, [_parse_file(f) for f in files]))

@@ -37,6 +37,7 @@ EXPECTED_CNISDK = {
     "cnisdk.spec._args",
     "cnisdk.spec._config",
     "cnisdk.spec._errors",
+    "cnisdk.spec._convert",
     "cnisdk.spec._json",
     "cnisdk.spec._names",
     "cnisdk.spec._result",

@@ -19,7 +19,6 @@ from cnisdk._invoke import (
     exec_plugin,
     find_plugin,
     get_version_info,
-    go_quote,
     parse_plugin_result,
 )
 from cnisdk.spec._errors import CNIError
@@ -64,11 +63,6 @@ def test_find_plugin_errors(tmp_path: Path) -> None:
         find_plugin("../x", [str(tmp_path)])
     with pytest.raises(PluginNotFoundError, match=r"^no paths provided$"):
         find_plugin("x", [])
-
-
-def test_go_quote() -> None:
-    assert go_quote('a"b\\c\n\x01é') == '"a\\"b\\\\c\\n\\x01é"'
-    assert go_quote(b"\xff") == '"\\xff"'
 
 
 # -- exec_plugin ----------------------------------------------------------------------------

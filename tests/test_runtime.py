@@ -14,16 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
+from cnisdk._confdir import conflist_from_bytes, load_network
 from cnisdk._plugin import Attachment
-from cnisdk._runtime import (
-    ChainError,
-    CNIRuntime,
-    GCError,
-    RuntimeConf,
-    conflist_from_bytes,
-    load_conflist,
-    pick_config,
-)
+from cnisdk._runtime import ChainError, CNIRuntime, GCError, RuntimeConf
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import result_to_dict
 
@@ -337,7 +330,7 @@ async def test_cache_file_is_byte_identical_to_libcni(fakes: Fakes, tmp_path: Pa
     fixed = fakes.bin / "fixed"
     fixed.write_text(f"#!/bin/sh\ncat >/dev/null\nprintf '%s' '{json.dumps(FIXED_RESULT)}'\n")
     fixed.chmod(0o755)
-    conflist = load_conflist(FIXTURES / "mynet.conflist")
+    conflist = load_network(FIXTURES / "mynet.conflist")
     rt = RuntimeConf(
         "c0ffee",
         "/var/run/netns/fx",
@@ -367,7 +360,7 @@ async def test_libcni_written_cache_is_read_for_del(
     shutil.copy(FIXTURES / "results" / fixture, target)
     shutil.copy(fakes.bin / "fake-a", fakes.bin / "fixed")
     runtime = fakes.runtime()
-    conflist = load_conflist(FIXTURES / "mynet.conflist")
+    conflist = load_network(FIXTURES / "mynet.conflist")
     rt = RuntimeConf("c0ffee", "/var/run/netns/fx", "eth0")
     cached = runtime.get_cached_result(conflist, rt)
     assert cached is not None and result_to_dict(cached)["ips"][0]["address"] == "10.244.0.5/24"
@@ -405,44 +398,63 @@ async def test_parallel_adds_and_dels_keep_the_cache_sound(fakes: Fakes) -> None
     assert all(not p.name.startswith(".") for p in (fakes.cache / "results").iterdir())
 
 
-# -- loading --------------------------------------------------------------------------------
+# -- hostile or corrupt cache entries --------------------------------------------------------
+
+CORRUPT_ENTRIES = {
+    "not-json": b"{",
+    "not-an-object": b"[1,2]",
+    "cniargs-not-a-list": b'{"kind":"cniCacheV1","containerId":"x","ifName":"eth0",'
+    b'"networkName":"testnet","cniArgs":"K=V"}',
+    "cniargs-not-pairs": b'{"kind":"cniCacheV1","containerId":"x","ifName":"eth0",'
+    b'"networkName":"testnet","cniArgs":[1]}',
+    "config-not-base64": b'{"kind":"cniCacheV1","containerId":"x","ifName":"eth0",'
+    b'"networkName":"testnet","config":"%%%"}',
+    "ifname-not-a-string": b'{"kind":"cniCacheV1","containerId":"x","ifName":7,'
+    b'"networkName":"testnet"}',
+    "capability-args-not-an-object": b'{"kind":"cniCacheV1","containerId":"x","ifName":"eth0",'
+    b'"networkName":"testnet","capabilityArgs":[]}',
+    "deep": b'{"kind":"cniCacheV1","containerId":"x","ifName":"eth0","networkName":"testnet",'
+    b'"result":' + b"[" * 5000 + b"]" * 5000 + b"}",
+}
 
 
-def test_load_single_conf_is_wrapped(tmp_path: Path) -> None:
-    conf = tmp_path / "10-x.conf"
-    conf.write_text('{"cniVersion":"0.4.0","name":"x","type":"bridge","bridge":"br9"}')
-    conflist = load_conflist(conf)
-    assert conflist.name == "x" and conflist.cni_version == "0.4.0"
-    assert conflist.plugins == [
-        {"cniVersion": "0.4.0", "name": "x", "type": "bridge", "bridge": "br9"}
-    ]
-    from cnisdk._runtime import _conflist_bytes
-
-    assert _conflist_bytes(conflist) == (
-        b'{"cniVersion":"0.4.0","name":"x","plugins":[{"bridge":"br9","cniVersion":"0.4.0",'
-        b'"name":"x","type":"bridge"}]}'
-    )
-
-
-def test_pick_config_lexical_first_loadable(tmp_path: Path) -> None:
-    (tmp_path / "00-broken.conflist").write_text("{")
-    (tmp_path / "05-noplugins.conflist").write_text('{"name":"n","plugins":[]}')
-    (tmp_path / "07-readme.txt").write_text("{}")
-    (tmp_path / "10-good.conf").write_text('{"cniVersion":"1.0.0","name":"good","type":"ptp"}')
-    (tmp_path / "20-later.conflist").write_text('{"name":"later","plugins":[{"type":"x"}]}')
-    skipped: list[str] = []
-    path, conflist = pick_config(tmp_path, log=skipped)
-    assert path.endswith("10-good.conf") and conflist.name == "good"
-    assert len(skipped) == 2 and "00-broken" in skipped[0] and "no plugins" in skipped[1]
-    with pytest.raises(FileNotFoundError):
-        pick_config(tmp_path / "missing")
+@pytest.mark.anyio
+async def test_gc_skips_corrupt_entries_and_collects_the_rest(fakes: Fakes) -> None:
+    runtime = fakes.runtime()
+    conflist = chain("1.1.0")
+    await runtime.add(conflist, RuntimeConf("stale", "/var/run/netns/s", "eth0"))
+    results = fakes.cache / "results"
+    for name, body in CORRUPT_ENTRIES.items():
+        (results / f"testnet-{name}-eth0").write_bytes(body)
+    os.mkfifo(results / "testnet-fifo-eth0")  # must not block the listing
+    fakes.reset()
+    await runtime.gc(conflist, [])
+    deleted = {c["env"]["CNI_CONTAINERID"] for c in fakes.calls() if c["command"] == "DEL"}
+    assert deleted == {"stale"}
+    assert not (results / "testnet-stale-eth0").exists()
+    # What libcni cannot read it leaves alone, as here.
+    assert {p.name for p in results.iterdir()} == {
+        *(f"testnet-{name}-eth0" for name in CORRUPT_ENTRIES),
+        "testnet-fifo-eth0",
+    }
 
 
-def test_conflist_plugin_dir_is_appended(tmp_path: Path) -> None:
-    (tmp_path / "net.conflist").write_text(
-        '{"cniVersion":"1.1.0","name":"net","plugins":[{"type":"a"}]}'
-    )
-    (tmp_path / "net").mkdir()
-    (tmp_path / "net" / "20-c.conf").write_text('{"type":"c"}')
-    (tmp_path / "net" / "10-b.conf").write_text('{"type":"b"}')
-    assert [p["type"] for p in load_conflist(tmp_path / "net.conflist").plugins] == ["a", "b", "c"]
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", sorted(CORRUPT_ENTRIES))
+async def test_del_with_a_corrupt_cache_entry_proceeds_without_prev_result(
+    fakes: Fakes, name: str
+) -> None:
+    runtime = fakes.runtime()
+    conflist = chain("1.0.0")
+    rt = RuntimeConf("ctr9", "/var/run/netns/s", "eth0")
+    await runtime.add(conflist, rt)
+    runtime.cache_path("testnet", rt).write_bytes(CORRUPT_ENTRIES[name])
+    fakes.reset()
+    await runtime.delete(conflist, rt)
+    dels = [c for c in fakes.calls() if c["command"] == "DEL"]
+    assert [c["type"] for c in dels] == ["fake-b", "fake-a"]
+    # As libcni: a file that is not a cachedInfo is read as a bare (legacy) result; one that
+    # does not decode as a result either is dropped, and DEL runs without a prevResult.
+    expected = None if name in ("not-json", "not-an-object") else {"cniVersion": "1.0.0"}
+    assert all(c["stdin"].get("prevResult") == expected for c in dels)
+    assert not runtime.cache_path("testnet", rt).exists()

@@ -119,9 +119,10 @@ def _step(text: str) -> None:
 async def _demo(go_plugins: list[str]) -> int:
     import anyio
 
+    from cnisdk._confdir import conflist_from_bytes
     from cnisdk._discovery import PluginLoadError, get_plugin
     from cnisdk._launcher import write_launcher
-    from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
+    from cnisdk._runtime import CNIRuntime, RuntimeConf
     from cnisdk.spec._result import result_to_json
 
     suffix = secrets.token_hex(3)

@@ -15,7 +15,10 @@ _DEFAULT_CNI_PATH = "/opt/cni/bin:/usr/lib/cni"
 _DEFAULT_CONF_DIR = "/etc/cni/net.d"
 
 _EPILOG = """\
-CONFIG is a .conflist/.conf/.json file, or the name of a network found in --conf-dir.
+CONFIG is a config file (a file holding "plugins" is a list whatever its name, any other a
+single plugin's config), a config directory (its network is the one a runtime would use:
+the first .conf/.conflist/.json file in name order that loads), or the name of a network
+found in --conf-dir.
 NETNS is a network namespace path (e.g. /var/run/netns/test); for gc and status it is
 accepted and ignored, as cnitool does. The container ID defaults to cnitool's: "cnitool-"
 and the first 10 bytes (hex) of the SHA-512 of the absolute NETNS path.
@@ -38,7 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument("verb", choices=("add", "check", "del", "gc", "status"), help="what to run")
-    parser.add_argument("config", metavar="CONFIG", help="config file path or network name")
+    parser.add_argument(
+        "config", metavar="CONFIG", help="config file, config directory or network name"
+    )
     parser.add_argument("netns", metavar="NETNS", help="network namespace path")
     parser.add_argument(
         "--ifname", default=None, help="interface name (default: $CNI_IFNAME, else eth0)"
@@ -109,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the verb; print the result (ADD) to stdout, errors to stderr."""
     import anyio
 
-    from cnisdk._runtime import CNIRuntime, RuntimeConf, find_network, load_conflist
+    from cnisdk._confdir import find_network, load_network, primary_network
+    from cnisdk._runtime import CNIRuntime, RuntimeConf
 
     try:
         capability_text = (
@@ -128,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage("--timeout must be positive")
 
     try:
-        if os.path.sep in args.config or os.path.isfile(args.config):
-            conflist = load_conflist(args.config)
+        if os.path.isdir(args.config):
+            _, conflist = primary_network(args.config)
+        elif os.path.sep in args.config or os.path.lexists(args.config):
+            conflist = load_network(args.config, by_content=True)
         else:
             conf_dir = args.conf_dir or os.environ.get("NETCONFPATH") or _DEFAULT_CONF_DIR
             conflist = find_network(conf_dir, args.config)

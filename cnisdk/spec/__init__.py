@@ -3,6 +3,8 @@
 Nothing here does I/O.
 """
 
+from cnisdk.spec._convert import convert_result as convert_result
+from cnisdk.spec._convert import to_current as to_current
 from cnisdk.spec._errors import CNIError as CNIError
 from cnisdk.spec._errors import ConversionError as ConversionError
 from cnisdk.spec._errors import ErrorCode as ErrorCode
@@ -17,7 +19,6 @@ from cnisdk.spec._result import Result as Result
 from cnisdk.spec._result import Result020 as Result020
 from cnisdk.spec._result import Result040 as Result040
 from cnisdk.spec._result import Route as Route
-from cnisdk.spec._result import convert_result as convert_result
 from cnisdk.spec._result import empty_result as empty_result
 from cnisdk.spec._result import parse_cidr as parse_cidr
 from cnisdk.spec._result import parse_ip as parse_ip
@@ -25,7 +26,6 @@ from cnisdk.spec._result import parse_prev_result as parse_prev_result
 from cnisdk.spec._result import parse_result as parse_result
 from cnisdk.spec._result import result_to_dict as result_to_dict
 from cnisdk.spec._result import result_to_json as result_to_json
-from cnisdk.spec._result import to_current as to_current
 from cnisdk.spec._versions import ALL_VERSIONS as ALL_VERSIONS
 from cnisdk.spec._versions import CURRENT_VERSION as CURRENT_VERSION
 from cnisdk.spec._versions import parse_version as parse_version

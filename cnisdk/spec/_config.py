@@ -7,12 +7,19 @@ decoder matches struct fields.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cnisdk.spec._json import fold_keys, go_type_name
+from cnisdk.spec._json import (
+    GoJSONError,
+    dumps_compact,
+    fold_keys,
+    go_json_kind,
+    go_quote,
+    go_type_name,
+    loads_go,
+)
 from cnisdk.spec._result import DNS
 from cnisdk.spec._versions import CURRENT_VERSION, parse_version
 
@@ -73,6 +80,13 @@ class NetConfList(_GoDecoded):
     load_only_inlined_plugins: bool = Field(default=False, alias="loadOnlyInlinedPlugins")
     plugins: list[dict[str, Any]] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_known_keys(cls, data: Any) -> Any:
+        # libcni reads a conflist into a map, so its keys match exactly: unlike a plugin's
+        # config (a Go struct), "Name" is not "name".
+        return data
+
     @property
     def effective_version(self) -> str:
         """The version the chain runs at: the highest usable of ``cniVersions`` + ``cniVersion``.
@@ -89,32 +103,161 @@ class NetConfList(_GoDecoded):
         return max(usable, key=parse_version)
 
 
-def _load_object(data: bytes | str, what: str) -> dict[str, Any]:
+def _load_object(data: bytes | str, what: str, go_type: str) -> dict[str, Any]:
+    """``json.Unmarshal(data, &<go_type>)`` as libcni does it, with Go's messages.
+
+    Go reads bytes: invalid UTF-8 is accepted (as U+FFFD), so a config holding a latin-1
+    byte loads on a node and must load here too. ``null`` leaves the target empty.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"error parsing {what}: {exc}") from exc
+        doc = loads_go(raw)
+    except GoJSONError as exc:
+        raise ValueError(f"error parsing {what}: {exc}") from None
+    if doc is None:
+        return {}
     if not isinstance(doc, dict):
-        raise ValueError(f"error parsing {what}: expected a JSON object, got {go_type_name(doc)}")
+        raise ValueError(
+            f"error parsing {what}: json: cannot unmarshal {go_json_kind(doc)} into Go value "
+            f"of type {go_type}"
+        )
     return doc
 
 
+# libcni decodes every plugin entry into a Go types.PluginConf: a value of the wrong JSON type
+# in one of its fields makes the whole file fail to load. Keys match case-insensitively.
+_PLUGIN_CONF_FIELDS = {
+    "cniversion": ("cniVersion", "string"),
+    "name": ("name", "string"),
+    "type": ("type", "string"),
+    "capabilities": ("capabilities", "map[string]bool"),
+    "ipam": ("ipam", "types.IPAM"),
+    "dns": ("dns", "types.DNS"),
+    "prevresult": ("prevResult", "map[string]interface {}"),
+}
+_DNS_FIELDS = {
+    "nameservers": ("nameservers", "[]string"),
+    "domain": ("domain", "string"),
+    "search": ("search", "[]string"),
+    "options": ("options", "[]string"),
+}
+
+
+def _go_field_error(value: Any, path: str, go_type: str) -> str:
+    return (
+        f"json: cannot unmarshal {go_json_kind(value)} into Go struct field {path} "
+        f"of type {go_type}"
+    )
+
+
+def _plugin_conf_type_error(doc: dict[str, Any]) -> str | None:
+    """The first error Go's decoder reports for ``doc`` as a ``types.PluginConf``, or None."""
+    for key, value in doc.items():
+        field = _PLUGIN_CONF_FIELDS.get(key.lower())
+        if field is None or value is None:
+            continue  # unknown keys are kept; null leaves a Go field as it is
+        name, go_type = field
+        path = f"PluginConf.{name}"
+        if go_type == "string":
+            if not isinstance(value, str):
+                return _go_field_error(value, path, go_type)
+        elif go_type == "map[string]bool":
+            if not isinstance(value, dict):
+                return _go_field_error(value, path, go_type)
+            for item in value.values():
+                if item is not None and not isinstance(item, bool):
+                    return _go_field_error(item, path, "bool")
+        elif go_type == "map[string]interface {}":
+            if not isinstance(value, dict):
+                return _go_field_error(value, path, go_type)
+        elif not isinstance(value, dict):
+            return _go_field_error(value, path, go_type)
+        elif go_type == "types.IPAM":
+            for sub_key, sub in value.items():
+                if sub_key.lower() == "type" and sub is not None and not isinstance(sub, str):
+                    return _go_field_error(sub, f"{path}.type", "string")
+        else:
+            error = _dns_type_error(value, path)
+            if error is not None:
+                return error
+    return None
+
+
+def _dns_type_error(dns: dict[str, Any], path: str) -> str | None:
+    for key, value in dns.items():
+        field = _DNS_FIELDS.get(key.lower())
+        if field is None or value is None:
+            continue
+        name, go_type = field
+        if go_type == "string":
+            if not isinstance(value, str):
+                return _go_field_error(value, f"{path}.{name}", go_type)
+        elif not isinstance(value, list):
+            return _go_field_error(value, f"{path}.{name}", go_type)
+        else:
+            for item in value:
+                if not isinstance(item, str):
+                    return _go_field_error(item, f"{path}.{name}", "string")
+    return None
+
+
 def parse_netconf(data: bytes | str) -> dict[str, Any]:
-    """Read a single plugin config file as libcni's ``ConfFromBytes`` does.
+    """Read a single plugin config as libcni's ``ConfFromBytes`` does (into a Go
+    ``types.PluginConf``), with its error messages.
 
     :return: the config object, unchanged.
     :raises ValueError: ``error parsing configuration: missing 'type'`` and the like.
     """
-    doc = _load_object(data, "configuration")
-    plugin_type = doc.get("type", "")
-    if not isinstance(plugin_type, str):
-        raise ValueError(
-            "error parsing configuration: json: cannot unmarshal "
-            f"{go_type_name(plugin_type)} into Go struct field NetConf.type of type string"
-        )
-    if plugin_type == "":
+    doc = _load_object(data, "configuration", "types.PluginConf")
+    error = _plugin_conf_type_error(doc)
+    if error is not None:
+        raise ValueError(f"error parsing configuration: {error}")
+    if fold_keys(doc, ("type",)).get("type") in (None, ""):
         raise ValueError("error parsing configuration: missing 'type'")
     return doc
+
+
+def _read_bool(value: Any, key: str, where: str) -> bool:
+    """libcni's ``readBool``: a JSON bool, or the string "true"/"false" in any case."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"error parsing {where}: invalid type {go_type_name(value)} for {key}")
+    lowered = value.lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f"error parsing {where}: invalid value {go_quote(lowered)} for {key}")
+    return lowered == "true"
+
+
+def _check_cni_versions(raw: dict[str, Any], where: str) -> None:
+    """libcni's checks of ``cniVersions`` (and then of ``cniVersion``), with its messages."""
+    if "cniVersions" not in raw:
+        return
+    versions = raw["cniVersions"]
+    if not isinstance(versions, list):
+        # Go prints the type of the failed assertion's zero value, whatever the JSON held.
+        raise ValueError(f"error parsing {where}: invalid type for cniVersions: []interface {{}}")
+    for index, version in enumerate(versions):
+        if not isinstance(version, str):
+            raise ValueError(
+                f"error parsing {where}: invalid type for cniVersions index {index}: "
+                f"{go_type_name(version)}"
+            )
+        try:
+            parse_version(version)
+        except ValueError as exc:
+            raise ValueError(
+                f"error parsing {where}: invalid cniVersions entry {version} at index {index}: "
+                f"{exc}"
+            ) from None
+    version = raw.get("cniVersion") or ""
+    if version:
+        try:
+            parse_version(version)
+        except ValueError as exc:
+            raise ValueError(
+                f"error parsing {where}: invalid cniVersion {version}: {exc}"
+            ) from None
 
 
 def parse_conflist(data: bytes | str) -> NetConfList:
@@ -124,7 +267,7 @@ def parse_conflist(data: bytes | str) -> NetConfList:
     not passed to plugins by a runtime, but they are kept here.
     """
     where = "configuration list"
-    raw = _load_object(data, where)
+    raw = _load_object(data, where, "map[string]interface {}")
     if "name" not in raw:
         raise ValueError(f"error parsing {where}: no name")
     if not isinstance(raw["name"], str):
@@ -133,27 +276,18 @@ def parse_conflist(data: bytes | str) -> NetConfList:
         raise ValueError(
             f"error parsing {where}: invalid cniVersion type {go_type_name(raw['cniVersion'])}"
         )
+    _check_cni_versions(raw, where)
     flags: dict[str, bool] = {}
     for key in ("disableCheck", "disableGC", "loadOnlyInlinedPlugins"):
-        if key not in raw:
-            continue
-        value = raw[key]
-        if key == "disableCheck" and isinstance(value, str) and value.lower() in {"true", "false"}:
-            value = value.lower() == "true"
-        if not isinstance(value, bool):
-            raise ValueError(f"error parsing {where}: invalid {key} type {go_type_name(value)}")
-        flags[key] = value
-    versions = raw.get("cniVersions", [])
-    if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-        kind = go_type_name(versions)
-        raise ValueError(f"error parsing {where}: invalid cniVersions type {kind}")
-    for version in versions:
-        try:
-            parse_version(version)
-        except ValueError as exc:
-            raise ValueError(f"error parsing {where}: invalid version {version}: {exc}") from exc
+        if key in raw:
+            flags[key] = _read_bool(raw[key], key, where)
     if "plugins" not in raw:
-        raise ValueError(f"error parsing {where}: no 'plugins' key")
+        if flags.get("loadOnlyInlinedPlugins"):
+            raise ValueError(
+                f"error parsing {where}: `loadOnlyInlinedPlugins` is true, and no 'plugins' key"
+            )
+        # Plugins may come from <dir>/<name>/*.conf when the list is read from a file.
+        return NetConfList.model_validate({**raw, **flags})
     plugins = raw["plugins"]
     if not isinstance(plugins, list):
         raise ValueError(f"error parsing {where}: invalid 'plugins' type {go_type_name(plugins)}")
@@ -161,12 +295,7 @@ def parse_conflist(data: bytes | str) -> NetConfList:
         raise ValueError(f"error parsing {where}: no plugins in list")
     for index, plugin in enumerate(plugins):
         try:
-            if not isinstance(plugin, dict):
-                raise ValueError(
-                    "error parsing configuration: json: cannot unmarshal "
-                    f"{go_type_name(plugin)} into Go value of type types.NetConf"
-                )
-            parse_netconf(json.dumps(plugin))
+            parse_netconf(dumps_compact(plugin))
         except ValueError as exc:
             raise ValueError(f"failed to parse plugin config {index}: {exc}") from exc
     return NetConfList.model_validate({**raw, **flags})

@@ -10,7 +10,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["dumps_compact", "dumps_go", "fold_keys", "go_json_syntax_error", "loads_go"]
+__all__ = [
+    "GoJSONError",
+    "dumps_compact",
+    "dumps_go",
+    "fold_keys",
+    "go_json_kind",
+    "go_json_syntax_error",
+    "go_quote",
+    "go_sorted",
+    "go_type_name",
+    "loads_go",
+]
 
 # Go escapes these inside strings by default (json.Marshal's HTML-safe mode).
 _HTML_ESCAPES = {
@@ -51,6 +62,47 @@ def fold_keys(doc: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
         out.pop(target, None)
         out[target] = value
     return out
+
+
+def go_sorted(value: Any) -> Any:
+    """``value`` with every object's keys in the order ``json.Marshal`` writes a Go map: sorted
+    by bytes (for ``str`` keys, code point order), at every level."""
+    if isinstance(value, Mapping):
+        return {key: go_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [go_sorted(item) for item in value]
+    return value
+
+
+_GO_QUOTE_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
+                     "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}  # fmt: skip
+
+
+def go_quote(text: str | bytes) -> str:
+    """Go's ``%q`` of a string: a double-quoted literal with Go's escapes.
+
+    Bytes that are not UTF-8 (as ``bytes``, or kept as ``surrogateescape`` code points in a
+    ``str`` from the environment) are written ``\\xNN``, as Go writes invalid UTF-8.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in _GO_QUOTE_ESCAPES:
+            out.append(_GO_QUOTE_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == " " or (char.isprintable() and not char.isspace()):
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def go_json_kind(value: Any) -> str:
@@ -393,6 +445,16 @@ def _python_loads(text: str) -> Any:
     return json.loads(text, parse_int=_parse_int)
 
 
+def _pairs_last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key keeps its last value at its last position: Go decodes keys in document
+    # order, so a later key that folds onto the same struct field (``fold_keys``) must win.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        out.pop(key, None)
+        out[key] = value
+    return out
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -411,7 +473,12 @@ def loads_go(data: bytes) -> Any:
         raise GoJSONError(error)
     text = data.decode("utf-8", errors="cnisdk-go-replace")
     try:
-        doc = json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+        doc = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_pairs_last_wins,
+        )
     except RecursionError:  # deeper than Python's C decoder goes, but within Go's limit
         doc = _loads_deep(text)
     if _SURROGATE_ESCAPE.search(text):
@@ -432,6 +499,7 @@ def _loads_deep(text: str) -> Any:
         elif isinstance(containers[-1], list):
             containers[-1].append(value)
         else:
+            containers[-1].pop(keys[-1], None)  # a repeated key moves to its last position
             containers[-1][keys[-1]] = value
             keys[-1] = None
 

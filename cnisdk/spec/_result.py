@@ -28,7 +28,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeAlias
@@ -36,7 +35,15 @@ from typing import Annotated, Any, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cnisdk.spec._errors import ConversionError
-from cnisdk.spec._json import dumps_go, fold_keys, go_json_kind
+from cnisdk.spec._json import (
+    GoJSONError,
+    dumps_go,
+    fold_keys,
+    go_json_kind,
+    go_quote,
+    go_sorted,
+    loads_go,
+)
 
 __all__ = [
     "DNS",
@@ -50,7 +57,6 @@ __all__ = [
     "Result020",
     "Result040",
     "Route",
-    "convert_result",
     "empty_result",
     "parse_cidr",
     "parse_ip",
@@ -58,7 +64,6 @@ __all__ = [
     "parse_result",
     "result_to_dict",
     "result_to_json",
-    "to_current",
 ]
 
 _V020: tuple[str, ...] = ("0.1.0", "0.2.0")
@@ -273,10 +278,14 @@ class IPConfig020(BaseModel):
 class _ResultMixin:
     def convert_to(self, version: str) -> AnyResult:
         """This result in ``version``; see :func:`convert_result`."""
+        from cnisdk.spec._convert import convert_result
+
         return convert_result(self._self(), version)
 
     def to_current(self) -> Result:
         """This result as a 1.1.0 :class:`Result`; see :func:`to_current`."""
+        from cnisdk.spec._convert import to_current
+
         return to_current(self._self())
 
     def to_dict(self) -> dict[str, Any]:
@@ -496,61 +505,11 @@ def _decode_value(value: Any, go_type: str, kind: _Kind, path: str) -> Any:
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
 
 
-def _pairs_last_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Keep the position of the last occurrence, so later folding sees Go's key order.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        out.pop(key, None)
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
-
-
 def _load_json(data: bytes | str) -> Any:
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    if not text.strip():
-        raise ConversionError("unexpected end of JSON input")
     try:
-        return json.loads(text, object_pairs_hook=_pairs_last_wins, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            raise ConversionError("unexpected end of JSON input") from None
-        char = text[exc.pos]
-        raise ConversionError(
-            f"invalid character {_go_quote_rune(char)} at offset {exc.pos}: {exc.msg}"
-        ) from None
-    except ValueError as exc:
+        return loads_go(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+    except GoJSONError as exc:
         raise ConversionError(str(exc)) from None
-
-
-def _go_quote_rune(char: str) -> str:
-    if char == "'":
-        return "'\\''"
-    return "'" + _go_quote(char)[1:-1] + "'"
-
-
-def _go_quote(text: str) -> str:
-    """Go's ``%q`` of a string."""
-    out = ['"']
-    escapes = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
-               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}  # fmt: skip
-    for char in text:
-        code = ord(char)
-        if char in escapes:
-            out.append(escapes[char])
-        elif char == " " or (char.isprintable() and not char.isspace()):
-            out.append(char)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def _go_list(items: tuple[str, ...]) -> str:
@@ -584,7 +543,7 @@ def _creator(
         if version not in versions:
             raise ConversionError(
                 f"result type supports {_go_list(versions)} but unmarshalled CNIVersion "
-                f"is {_go_quote(version)}"
+                f"is {go_quote(version)}"
             )
         return result
 
@@ -598,7 +557,7 @@ def _create_020_checked(doc: Any) -> AnyResult:
     if version not in _CREATOR_020:
         raise ConversionError(
             f"result type supports {_go_list(_CREATOR_020)} but unmarshalled CNIVersion "
-            f"is {_go_quote(version)}"
+            f"is {go_quote(version)}"
         )
     if version == "":
         result.cni_version = "0.1.0"
@@ -628,22 +587,13 @@ def parse_result(data: bytes | str | Mapping[str, Any], version: str) -> AnyResu
     """
     create = _CREATORS.get(version)
     if create is None:
-        raise ConversionError(f"unsupported CNI result version {_go_quote(version)}")
+        raise ConversionError(f"unsupported CNI result version {go_quote(version)}")
     doc = _load_json(data) if isinstance(data, bytes | str) else data
     if not isinstance(doc, Mapping) and doc is not None:
         raise ConversionError(
             f"json: cannot unmarshal {go_json_kind(doc)} into Go value of type Result"
         )
     return create(doc)
-
-
-def _sorted_keys(value: Any) -> Any:
-    # json.Marshal of a Go map writes keys in byte order (= code point order for str).
-    if isinstance(value, Mapping):
-        return {key: _sorted_keys(value[key]) for key in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted_keys(item) for item in value]
-    return value
 
 
 def parse_prev_result(prev: Mapping[str, Any], config_version: str) -> AnyResult:
@@ -660,7 +610,7 @@ def parse_prev_result(prev: Mapping[str, Any], config_version: str) -> AnyResult
     if "CNIVersion" not in raw or raw["CNIVersion"] == "":
         raw["CNIVersion"] = config_version
     try:
-        return parse_result(_sorted_keys(raw), config_version)
+        return parse_result(go_sorted(raw), config_version)
     except ConversionError as exc:
         raise ConversionError(f"could not parse prevResult: {exc}") from None
 
@@ -671,192 +621,6 @@ def empty_result(version: str) -> AnyResult:
     :raises ConversionError: ``unsupported CNI result version "x"`` for unknown versions.
     """
     return parse_result({"cniVersion": version}, version)
-
-
-# --------------------------------------------------------------------------- conversion
-
-
-def _route_copy(route: Route) -> Route:
-    return route.model_copy(deep=True)
-
-
-def _from_020_to_040(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result020)
-    ips: list[IPConfig040] = []
-    routes: list[Route] = []
-    for block, ip_version in ((src.ip4, "4"), (src.ip6, "6")):
-        if block is None:
-            continue
-        ips.append(IPConfig040(version=ip_version, address=block.ip, gateway=block.gateway))
-        routes.extend(_route_copy(route) for route in block.routes)
-    return Result040(cni_version=to, ips=ips, routes=routes, dns=src.dns.model_copy(deep=True))
-
-
-def _within_040(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result040)
-    copy = src.model_copy(deep=True)
-    copy.cni_version = to
-    return copy
-
-
-def _from_040_to_020(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result040)
-    ip4: IPConfig020 | None = None
-    ip6: IPConfig020 | None = None
-    # 0.2.0 holds one address per family: the first of each, by the version label.
-    for ipc in src.ips:
-        if ipc.version == "4" and ip4 is None:
-            ip4 = IPConfig020(ip=ipc.address, gateway=ipc.gateway)
-        elif ipc.version == "6" and ip6 is None:
-            ip6 = IPConfig020(ip=ipc.address, gateway=ipc.gateway)
-        if ip4 is not None and ip6 is not None:
-            break
-    for route in src.routes:
-        target = ip4 if route.is_ipv4() else ip6
-        if target is not None:
-            target.routes.append(Route(dst=route.dst, gw=route.gw))
-    if ip4 is None and ip6 is None:
-        raise ConversionError("cannot convert: no valid IP addresses")
-    return Result020(cni_version=to, ip4=ip4, ip6=ip6, dns=src.dns.model_copy(deep=True))
-
-
-def _within_020(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result020)
-    copy = src.model_copy(deep=True)
-    copy.cni_version = to
-    return copy
-
-
-def _from_040_to_100(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result040)
-    return Result(
-        cni_version=to,
-        interfaces=[Interface(name=i.name, mac=i.mac, sandbox=i.sandbox) for i in src.interfaces],
-        ips=[
-            IPConfig(interface=ipc.interface, address=ipc.address, gateway=ipc.gateway)
-            for ipc in src.ips
-        ],
-        routes=[_route_copy(route) for route in src.routes],
-        dns=src.dns.model_copy(deep=True),
-    )
-
-
-def _from_020_to_100(src: AnyResult, to: str) -> AnyResult:
-    return _from_040_to_100(_convert(src, "0.4.0"), to)
-
-
-def _within_100(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result)
-    copy = src.model_copy(deep=True)
-    copy.cni_version = to
-    return copy
-
-
-def _from_100_to_040(src: AnyResult, to: str) -> AnyResult:
-    assert isinstance(src, Result)
-    return Result040(
-        cni_version=to,
-        interfaces=[
-            Interface040(name=i.name, mac=i.mac, sandbox=i.sandbox) for i in src.interfaces
-        ],
-        ips=[
-            IPConfig040(
-                version="4" if ipc.is_ipv4() else "6",
-                interface=ipc.interface,
-                address=ipc.address,
-                gateway=ipc.gateway,
-            )
-            for ipc in src.ips
-        ],
-        routes=[_route_copy(route) for route in src.routes],
-        dns=src.dns.model_copy(deep=True),
-    )
-
-
-def _from_100_to_020(src: AnyResult, to: str) -> AnyResult:
-    return _convert(_from_100_to_040(src, "0.4.0"), to)
-
-
-_Converter = Callable[[AnyResult, str], AnyResult]
-_REGISTRY: list[tuple[str, tuple[str, ...], _Converter]] = [
-    ("0.1.0", ("0.2.0",), _within_020),
-    ("0.2.0", ("0.1.0",), _within_020),
-    ("0.1.0", _V040, _from_020_to_040),
-    ("0.2.0", _V040, _from_020_to_040),
-    ("0.3.0", _V040, _within_040),
-    ("0.3.1", _V040, _within_040),
-    ("0.4.0", ("0.3.0", "0.3.1"), _within_040),
-    ("0.4.0", _V020, _from_040_to_020),
-    ("0.3.1", _V020, _from_040_to_020),
-    ("0.3.0", _V020, _from_040_to_020),
-    ("0.1.0", _V100, _from_020_to_100),
-    ("0.2.0", _V100, _from_020_to_100),
-    ("0.3.0", _V100, _from_040_to_100),
-    ("0.3.1", _V100, _from_040_to_100),
-    ("0.4.0", _V100, _from_040_to_100),
-    ("1.0.0", ("1.1.0",), _within_100),
-    ("1.0.0", _V040, _from_100_to_040),
-    ("1.0.0", _V020, _from_100_to_020),
-    ("1.1.0", _V040, _from_100_to_040),
-    ("1.1.0", _V020, _from_100_to_020),
-    ("1.1.0", ("1.0.0",), _within_100),
-]
-_CONVERTERS: dict[tuple[str, str], _Converter] = {
-    (src, dst): fn for src, targets, fn in _REGISTRY for dst in targets
-}
-_FAMILY_VERSIONS: dict[type[BaseModel], tuple[str, ...]] = {
-    Result: _V100,
-    Result040: _V040,
-    Result020: _V020,
-}
-_IMPLEMENTED: dict[type[BaseModel], str] = {Result: "1.1.0", Result040: "0.4.0", Result020: "0.2.0"}
-
-
-def _convert(result: AnyResult, to: str) -> AnyResult:
-    # Go's convert.Convert: no defaulting of the source version here.
-    if to == "":
-        to = "0.1.0"
-    source = result.cni_version
-    if source == to:
-        return result
-    converter = _CONVERTERS.get((source, to))
-    if converter is None:
-        raise ConversionError(f"no converter for CNI result version {source} to {to}")
-    if source not in _FAMILY_VERSIONS[type(result)]:
-        # Go would panic on the type assertion inside the converter.
-        raise ConversionError(
-            f"a {type(result).__name__} cannot carry cniVersion {source}; "
-            f"no converter for CNI result version {source} to {to}"
-        )
-    return converter(result, to)
-
-
-def convert_result(result: AnyResult, to_version: str) -> AnyResult:
-    """Convert a result to another CNI version, as Go's ``Result.GetAsVersion``.
-
-    An empty ``cni_version`` is first set, on ``result`` itself, to its type's implemented
-    version (1.1.0, 0.4.0 or 0.2.0). The same version returns ``result`` itself; otherwise a
-    new object. ``""`` as target means 0.1.0.
-
-    :raises ConversionError: ``no converter for CNI result version X to Y`` or
-        ``cannot convert: no valid IP addresses``.
-    """
-    if result.cni_version == "":
-        result.cni_version = _IMPLEMENTED[type(result)]
-    return _convert(result, to_version)
-
-
-def to_current(result: AnyResult) -> Result:
-    """Convert to a 1.1.0 :class:`Result`, the version a plugin works with.
-
-    Unlike Go's ``NewResultFromResult``, an empty ``cni_version`` is treated as the type's
-    implemented version (as :func:`convert_result` does) rather than refused.
-
-    :raises ConversionError: when the result cannot be converted.
-    """
-    converted = convert_result(result, "1.1.0")
-    assert isinstance(converted, Result)
-    return converted
 
 
 # --------------------------------------------------------------------------- output

@@ -20,7 +20,8 @@ import anyio
 import pytest
 from agent_kit import AgentProcess, write_shims
 
-from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
+from cnisdk._confdir import conflist_from_bytes
+from cnisdk._runtime import CNIRuntime, RuntimeConf
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import Result
 from cnisdk.testing import require_netns, temporary_netns

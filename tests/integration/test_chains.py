@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
-from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
+from cnisdk._confdir import conflist_from_bytes
+from cnisdk._runtime import CNIRuntime, RuntimeConf
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import result_to_dict
 from cnisdk.testing import require_netns, temporary_netns

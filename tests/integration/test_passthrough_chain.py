@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
+from cnisdk._confdir import conflist_from_bytes
+from cnisdk._runtime import CNIRuntime, RuntimeConf
 from cnisdk.spec._result import result_to_dict, result_to_json
 from cnisdk.testing import require_netns, temporary_netns, write_recording_plugin
 

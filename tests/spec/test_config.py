@@ -42,9 +42,29 @@ def test_subclass_fields_match_case_insensitively() -> None:
         ),
         (
             {"name": "n", "disableCheck": "yes", "plugins": []},
-            "error parsing configuration list: invalid disableCheck type string",
+            'error parsing configuration list: invalid value "yes" for disableCheck',
         ),
-        ({"name": "n"}, "error parsing configuration list: no 'plugins' key"),
+        (
+            {"name": "n", "disableGC": 1, "plugins": []},
+            "error parsing configuration list: invalid type float64 for disableGC",
+        ),
+        (
+            {"name": "n", "cniVersions": "1.0.0", "plugins": []},
+            "error parsing configuration list: invalid type for cniVersions: []interface {}",
+        ),
+        (
+            {"name": "n", "cniVersions": ["1.0.0", 2], "plugins": []},
+            "error parsing configuration list: invalid type for cniVersions index 1: float64",
+        ),
+        (
+            {"name": "n", "cniVersion": None, "plugins": []},
+            "error parsing configuration list: invalid cniVersion type <nil>",
+        ),
+        (
+            {"name": "n", "loadOnlyInlinedPlugins": True},
+            "error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' "
+            "key",
+        ),
         ({"name": "n", "plugins": {}}, "error parsing configuration list: invalid 'plugins' type"),
         ({"name": "n", "plugins": []}, "error parsing configuration list: no plugins in list"),
         (
@@ -59,11 +79,18 @@ def test_conflist_errors_use_libcni_messages(doc: dict[str, object], message: st
     assert str(info.value).startswith(message)
 
 
-def test_conflist_accepts_disable_check_as_string() -> None:
+def test_conflist_accepts_flags_as_strings() -> None:
     conflist = parse_conflist(
-        json.dumps({"name": "n", "disableCheck": "TRUE", "plugins": [{"type": "a"}]})
+        json.dumps(
+            {"name": "n", "disableCheck": "TRUE", "disableGC": "false", "plugins": [{"type": "a"}]}
+        )
     )
-    assert conflist.disable_check is True
+    assert conflist.disable_check is True and conflist.disable_gc is False
+
+
+def test_conflist_without_plugins_parses_empty() -> None:
+    # A file loader then appends <dir>/<name>/*.conf (see cnisdk._confdir).
+    assert parse_conflist('{"name": "n"}').plugins == []
 
 
 def test_effective_version_takes_highest_usable() -> None:

@@ -15,7 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnisdk.spec._json import GoJSONError, _loads_deep, go_json_syntax_error, loads_go
+from cnisdk.spec._json import (
+    GoJSONError,
+    _loads_deep,
+    go_json_syntax_error,
+    go_quote,
+    go_sorted,
+    loads_go,
+)
 
 GO_MESSAGES: list[tuple[bytes, str]] = [
     (b"", "unexpected end of JSON input"),
@@ -255,3 +262,21 @@ def test_skel_decodes_name_and_version_with_go_messages(key: str, prefix: str) -
         ]
         == "n\ufffd"
     )
+
+
+def test_go_quote() -> None:
+    assert go_quote('a"b\\c\n\x01é') == '"a\\"b\\\\c\\n\\x01é"'
+    assert go_quote(b"\xff") == '"\\xff"'
+
+
+def test_go_sorted_orders_every_level_like_json_marshal() -> None:
+    doc = {"b": 1, "a": {"z": [{"y": 1, "x": 2}], "B": 0}}
+    assert json.dumps(go_sorted(doc)) == '{"a": {"B": 0, "z": [{"x": 2, "y": 1}]}, "b": 1}'
+
+
+def test_repeated_key_keeps_last_value_at_its_last_position() -> None:
+    # Go decodes keys in document order: folding "IPS" and "ips" afterwards must see the
+    # last one last.
+    assert list(loads_go(b'{"ips":1,"IPS":2,"ips":3}').items()) == [("IPS", 2), ("ips", 3)]
+    deep = b'{"a":' + b"[" * 3000 + b"]" * 3000 + b',"k":1,"a":2}'
+    assert list(loads_go(deep).items()) == [("k", 1), ("a", 2)]

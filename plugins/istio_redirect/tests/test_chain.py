@@ -24,9 +24,10 @@ import pytest
 from kube_stub import KubeStub, injected_pod
 from netns_traffic import iptables_state, ns_exec, pod_ref, write_kubeconfig
 
+from cnisdk._confdir import conflist_from_bytes
 from cnisdk._discovery import get_plugin
 from cnisdk._launcher import is_launcher, write_launcher
-from cnisdk._runtime import CNIRuntime, RuntimeConf, conflist_from_bytes
+from cnisdk._runtime import CNIRuntime, RuntimeConf
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import AnyResult, parse_result, result_to_dict
 from cnisdk.testing import require_netns, temporary_netns, write_recording_plugin
