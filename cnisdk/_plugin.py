@@ -184,10 +184,14 @@ class Plugin(Generic[ConfigT]):
     - ``chained``: the plugin must run after another plugin (ADD needs a ``prevResult``).
     - ``about``: printed to stderr when the binary runs without ``CNI_COMMAND``.
     - ``config_model``: the config model; taken from ``Plugin[Config]`` when not set.
+    - ``capabilities``: the runtime capabilities the plugin wants enabled in its config entry
+      (``"capabilities": {name: true}``), e.g. ``io.kubernetes.cri.pod-annotations``;
+      ``cnisdk install`` declares them and ``cnisdk validate`` warns when an entry lacks one.
     """
 
     supported_versions: ClassVar[tuple[str, ...]] = ALL_VERSIONS
     chained: ClassVar[bool] = False
+    capabilities: ClassVar[tuple[str, ...]] = ()
     about: ClassVar[str] = ""
     config_model: ClassVar[type[NetConf]] = NetConf
 

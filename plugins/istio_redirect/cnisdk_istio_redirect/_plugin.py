@@ -44,6 +44,8 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
     """Istio sidecar traffic redirection, as Istio's ``istio-cni`` plugin does it."""
 
     chained = True
+    # Pod annotations from the runtime decide most pods without an API call.
+    capabilities = ("io.kubernetes.cri.pod-annotations",)
     about = "CNI plugin istio-redirect (cnisdk): Istio sidecar traffic redirection"
     _pod_caches: PodCaches | None = None
 
