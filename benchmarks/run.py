@@ -224,7 +224,7 @@ class Agent:
     def __init__(self, socket_path: Path, log: Path) -> None:
         self.socket_path = socket_path
         self._log = log.open("wb")
-        # As deploy/kubernetes-agent does: NODE_NAME from spec.nodeName feeds the pod cache.
+        # As deploy/kubernetes does: NODE_NAME from spec.nodeName feeds the pod cache.
         self.proc = subprocess.Popen(
             [
                 str(Path(PYTHON).parent / "cnisdk"),

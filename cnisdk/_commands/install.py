@@ -28,7 +28,8 @@ examples:
   cnisdk install --bin-dir /opt/cni/bin istio-redirect passthrough
   cnisdk install istio-redirect --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d \\
       --chain '{"type": "istio-redirect", "exclude_namespaces": ["kube-system"]}'
-  # in the DaemonSet (deploy/kubernetes): host dirs under /host, a Python copied to the node
+  # in the DaemonSet (deploy/kubernetes-exec; deploy/kubernetes adds --agent-socket):
+  # host dirs under /host, a Python copied to the node
   cnisdk install istio-redirect --host-root /host --runtime /opt/cnisdk/python:/opt/cnisdk \\
       --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d --chain /etc/cnisdk/chain.json \\
       --kubeconfig-from-serviceaccount /var/run/secrets/kubernetes.io/serviceaccount --watch
