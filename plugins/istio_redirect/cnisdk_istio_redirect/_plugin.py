@@ -45,7 +45,7 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
 
     chained = True
     # Pod annotations from the runtime decide most pods without an API call.
-    capabilities = ("io.kubernetes.cri.pod-annotations",)
+    capabilities = (POD_ANNOTATIONS_CAPABILITY,)
     about = "CNI plugin istio-redirect (cnisdk): Istio sidecar traffic redirection"
     _pod_caches: PodCaches | None = None
 
