@@ -280,3 +280,13 @@ def test_repeated_key_keeps_last_value_at_its_last_position() -> None:
     assert list(loads_go(b'{"ips":1,"IPS":2,"ips":3}').items()) == [("IPS", 2), ("ips", 3)]
     deep = b'{"a":' + b"[" * 3000 + b"]" * 3000 + b',"k":1,"a":2}'
     assert list(loads_go(deep).items()) == [("k", 1), ("a", 2)]
+
+
+def test_go_sorted_handles_documents_as_deep_as_go_accepts() -> None:
+    deep = b'{"b":' + b"[" * 9000 + b'{"z":1,"a":2}' + b"]" * 9000 + b',"a":0}'
+    doc = go_sorted(loads_go(deep))
+    assert list(doc) == ["a", "b"]
+    inner = doc["b"]
+    for _ in range(9000):
+        (inner,) = inner
+    assert list(inner) == ["a", "z"]
