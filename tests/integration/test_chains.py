@@ -130,40 +130,40 @@ async def test_bridge_host_local_add_check_del(net: Net) -> None:
     print(f"bridge+host-local ADD: {add_seconds * 1000:.0f} ms")
 
 
+def nft_tables() -> set[str]:
+    """The host's nft tables, as "family name" (iptables-nft keeps its tables there too)."""
+    listing = run("nft", "list", "tables")
+    return {line.removeprefix("table ").strip() for line in listing.splitlines() if line.strip()}
+
+
 @pytest.fixture
 def host_portmap_chains() -> Iterator[None]:
-    """Remove portmap's host-wide chains afterwards if they did not exist before the test.
+    """Put the host's NAT tables back as they were before the test.
 
-    portmap's DEL removes a container's own rules but never its top-level chains and jumps.
+    portmap's DEL removes a container's own rules but never its top-level chains and jumps,
+    and iptables-nft leaves the ``ip nat``/``ip6 nat`` tables it created for them. Tables the
+    test created are deleted whole; in tables that existed, only portmap's chains go.
     """
-    existed = "CNI-HOSTPORT-DNAT" in run("iptables-save", "-t", "nat")
+    tables_before = nft_tables()
+    chains_before = {
+        tool: "CNI-HOSTPORT-DNAT" in run(f"{tool}-save", "-t", "nat") for tool in IPTABLES_TOOLS
+    }
     yield
-    if existed:
-        return
-    for chain in ("PREROUTING", "OUTPUT"):
-        subprocess.run(
-            [
-                "iptables",
-                "-t",
-                "nat",
-                "-D",
-                chain,
-                "-m",
-                "addrtype",
-                "--dst-type",
-                "LOCAL",
-                "-j",
-                "CNI-HOSTPORT-DNAT",
-            ],
-            capture_output=True,
-            check=False,
-        )
-    for table, chains in (
-        ("nat", ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ")),
-    ):
-        for name in chains:
-            subprocess.run(["iptables", "-t", table, "-F", name], capture_output=True, check=False)
-            subprocess.run(["iptables", "-t", table, "-X", name], capture_output=True, check=False)
+    for created in sorted(nft_tables() - tables_before):
+        subprocess.run(["nft", "delete", "table", *created.split()], check=False)
+    for tool, existed in chains_before.items():
+        family = "ip6" if tool.startswith("ip6") else "ip"
+        if existed or f"{family} nat" not in tables_before:
+            continue
+        for chain in ("PREROUTING", "OUTPUT"):
+            jump = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"]
+            subprocess.run([tool, "-t", "nat", "-D", chain, *jump], capture_output=True)
+        for name in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"):
+            subprocess.run([tool, "-t", "nat", "-F", name], capture_output=True, check=False)
+            subprocess.run([tool, "-t", "nat", "-X", name], capture_output=True, check=False)
+
+
+IPTABLES_TOOLS = ("iptables", "ip6tables")
 
 
 @pytest.mark.anyio
