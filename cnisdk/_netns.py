@@ -45,7 +45,6 @@ __all__ = [
     "NetNSProcessTimeoutError",
     "NotANetNSError",
     "is_current_thread_netns",
-    "netns_override_enabled",
     "open_for_request",
 ]
 
@@ -627,31 +626,27 @@ class NetNS:
 # --- per-request helpers for the skel ------------------------------------------------------
 
 
-def netns_override_enabled(environ: Mapping[str, str]) -> bool:
-    """Whether ``CNI_NETNS_OVERRIDE`` is ``1`` or ``true`` (any case) in ``environ``."""
-    return environ.get("CNI_NETNS_OVERRIDE", "").strip().lower() in ("1", "true")
-
-
 def _go_strerror(exc: OSError) -> str:
     # Go's syscall.Errno strings are Python's with a lower-case first letter.
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
 
 
-def open_for_request(path: str, command: str, *, netns_override: bool = False) -> NetNS | None:
+def open_for_request(path: str, command: str) -> NetNS | None:
     """Open ``CNI_NETNS`` for one request, with the rules a CNI runtime expects.
 
     - ``ADD``/``CHECK``: the namespace must open. Failing that, code 999 with Go's text,
       ``failed to open netns "<path>": failed to Statfs "<path>": no such file or directory``
-      (or ``...: unknown FS magic on "<path>": <hex>``). A namespace that is the plugin's own
-      is refused with code 8 unless ``netns_override`` is true.
+      (or ``...: unknown FS magic on "<path>": <hex>``).
     - ``DEL``: an empty or missing path gives ``None`` (the runtime may already have removed
       the namespace; DEL must still succeed). Other failures raise as for ADD.
     - ``GC``/``STATUS``/``VERSION``: no namespace is involved; ``None``.
 
+    Whether the path may be the plugin's own namespace is not decided here: the skel decides
+    it once per request (``CNI_NETNS_OVERRIDE``) before the plugin runs.
+
     :param path: the ``CNI_NETNS`` value.
     :param command: the ``CNI_COMMAND`` value.
-    :param netns_override: :func:`netns_override_enabled` of the request environment.
     :raises CNIError: as above.
     :raises ValueError: for an unknown command.
     """
@@ -673,16 +668,4 @@ def open_for_request(path: str, command: str, *, netns_override: bool = False) -
         raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {detail}') from exc
     except NetNSError as exc:
         raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {exc}') from exc
-    if command in ("ADD", "CHECK") and not netns_override:
-        try:
-            own = netns.is_current_thread_netns()
-        except BaseException:
-            netns.close()
-            raise
-        if own:
-            netns.close()
-            raise CNIError(
-                ErrorCode.INVALID_NETNS,
-                "plugin's netns and netns from CNI_NETNS should not be the same",
-            )
     return netns

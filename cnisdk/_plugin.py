@@ -36,7 +36,13 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Request:
-    """What the runtime sent: the ``CNI_*`` environment and the raw stdin bytes."""
+    """What the runtime sent: the ``CNI_*`` environment and the raw stdin bytes.
+
+    ``netns_override`` is the skel's reading of ``CNI_NETNS_OVERRIDE`` (Go's rule: ``1`` or
+    ``true`` in any case): whether ``CNI_NETNS`` may name the plugin's own namespace. The
+    skel refused an ADD or DEL in the plugin's own namespace without it before the plugin
+    ran; nothing decides it again.
+    """
 
     command: str
     container_id: str
@@ -46,6 +52,7 @@ class Request:
     cni_path: tuple[str, ...]
     stdin: bytes
     environ: Mapping[str, str] = field(repr=False)
+    netns_override: bool = False
 
 
 class Context(Generic[ConfigT]):
@@ -123,6 +130,8 @@ class Context(Generic[ConfigT]):
         """The container's network namespace, opened on first use.
 
         ``None`` for DEL when the namespace is gone (or was never given), and for GC/STATUS.
+        Whether it may be the plugin's own namespace was decided by the skel before the
+        plugin ran (see ``CNI_NETNS_OVERRIDE``); opening it does not check that again.
 
         :raises CNIError: for ADD/CHECK when ``CNI_NETNS`` cannot be opened as a namespace.
         """

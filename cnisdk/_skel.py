@@ -76,7 +76,7 @@ async def handle_request(
     stream = log_stream if log_stream is not None else sys.stderr
     log = _make_logger(plugin, environ.get("CNISDK_LOG_LEVEL"), None, stream)
     try:
-        return await _dispatch(plugin, environ, stdin, stream, log)
+        return await _dispatch(plugin, environ, stdin, log)
     except CNIError as exc:
         return Response(_error_json(exc), b"", 1)
     except Exception as exc:  # a plugin bug must still produce a CNI error, never a traceback
@@ -90,7 +90,6 @@ async def _dispatch(
     plugin: Plugin[Any],
     environ: Mapping[str, str],
     stdin: StdinSource,
-    stream: IO[str],
     log: logging.Logger,
 ) -> Response:
     command = environ.get("CNI_COMMAND", "")
@@ -129,9 +128,14 @@ async def _dispatch(
     else:
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {command}")
 
-    if command in ("ADD", "CHECK", "DEL") and not _netns_override(environ):
+    # Newest Go skel checks ADD and DEL (not CHECK) after the callback and prints the result
+    # before the error; checking first keeps the output one document. Decided here only:
+    # the request carries the decision, and opening the namespace for the plugin never
+    # decides it again.
+    override = netns_override(environ)
+    if command in ("ADD", "DEL") and not override:
         _refuse_own_netns(environ.get("CNI_NETNS", ""))
-    return await _call(plugin, command, environ, data, stream, log)
+    return await _call(plugin, command, environ, data, override, log)
 
 
 async def _call(
@@ -139,7 +143,7 @@ async def _call(
     command: str,
     environ: Mapping[str, str],
     data: bytes,
-    stream: IO[str],
+    override: bool,
     log: logging.Logger,
 ) -> Response:
     doc = _load_json(data)
@@ -168,6 +172,7 @@ async def _call(
         cni_path=tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p),
         stdin=data,
         environ=environ,
+        netns_override=override,
     )
     ctx: Context[Any] = Context(
         request,
@@ -346,22 +351,32 @@ def _check_verb_version(command: str, data: bytes, plugin: Plugin[Any]) -> None:
     raise CNIError(ErrorCode.INCOMPATIBLE_CNI_VERSION, f"plugin version does not allow {command}")
 
 
-def _netns_override(environ: Mapping[str, str]) -> bool:
-    return environ.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
+def netns_override(environ: Mapping[str, str]) -> bool:
+    """Whether ``CNI_NETNS_OVERRIDE`` lets ``CNI_NETNS`` be the plugin's own namespace.
+
+    Newest Go skel's rule, to the letter: ``1``, or ``true`` in any case; nothing is stripped,
+    so ``" true"`` and ``"yes"`` do not override.
+    """
+    value = environ.get("CNI_NETNS_OVERRIDE", "")
+    return value == "1" or value.upper() == "TRUE"
 
 
 def _refuse_own_netns(path: str) -> None:
-    """Refuse a ``CNI_NETNS`` that is this thread's own namespace (Go skel's CheckNetNS).
+    """Refuse a ``CNI_NETNS`` that is this thread's own namespace (Go skel's ``CheckNetNS``).
 
-    A path that cannot be opened counts as "not the same", as in Go.
+    A path that cannot be stat'ed counts as "not the same", as in Go (DEL of a namespace that
+    is gone must go on).
     """
     if not path:
         return
     try:
         target = os.stat(path)
-        own = os.stat("/proc/thread-self/ns/net")
     except OSError:
         return
+    try:
+        own = os.stat("/proc/thread-self/ns/net")
+    except OSError as exc:
+        raise CNIError(ErrorCode.INVALID_NETNS, "get plugin's netns failed") from exc
     if (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino):
         raise CNIError(
             ErrorCode.INVALID_NETNS,

@@ -14,8 +14,9 @@ Known divergences (asserted separately, cnisdk's side only, in ``test_divergence
   version >= 1.1.0); Go 1.1.2 treats them as unknown commands after validating containerID and
   ifname (so ``GC`` with only CNI_PATH is ``missing containerID`` there).
 - Order of checks ([new]): an invalid containerID/ifname is reported before missing variables.
-- CNI_NETNS naming the plugin's own namespace is refused with code 8 ([new] CheckNetNS), before
-  the plugin runs (Go [new] prints the result first, then the error); Go 1.1.2 does not check.
+- CNI_NETNS naming the plugin's own namespace is refused with code 8 for ADD and DEL ([new]
+  CheckNetNS; CHECK is not checked), before the plugin runs (Go [new] prints the result first,
+  then the error); Go 1.1.2 does not check.
 - Plugin-specific, not skel: ADD without prevResult is code 7 "must be called as chained
   plugin" in cnisdk (tuning: 999 "Required prevResult missing"). On DEL an unreadable
   prevResult is logged and ignored, so DEL succeeds as tuning's does.
@@ -255,10 +256,13 @@ def test_divergence_invalid_containerid_before_missing_env(passthrough: Path) ->
     assert go["msg"] == "required env variables [CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"
 
 
-def test_divergence_own_netns_is_refused(passthrough: Path) -> None:
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_divergence_own_netns_is_refused(passthrough: Path, command: str) -> None:
+    # Newest Go skel (CheckNetNS after ADD and DEL) is followed; Go 1.1.2 has no such check.
+    # (Go's tuning is not run here: without the check it would act on this host's namespace.)
     prev = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}
     stdin = conf(prevResult=prev)
-    env = cmd("ADD", CNI_NETNS="/proc/self/ns/net")
+    env = cmd(command, CNI_NETNS="/proc/self/ns/net")
     code, out = execute(passthrough, env, stdin)
     assert code == 1
     assert json.loads(out) == {
@@ -266,7 +270,15 @@ def test_divergence_own_netns_is_refused(passthrough: Path) -> None:
         "msg": "plugin's netns and netns from CNI_NETNS should not be the same",
     }
     code, out = execute(passthrough, {**env, "CNI_NETNS_OVERRIDE": "true"}, stdin)
-    assert code == 0 and json.loads(out)["ips"] == prev["ips"]
+    assert code == 0
+    if command == "ADD":
+        assert json.loads(out)["ips"] == prev["ips"]
+
+
+def test_own_netns_is_not_checked_for_check_as_in_go(passthrough: Path) -> None:
+    stdin = conf(prevResult={"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]})
+    env = cmd("CHECK", CNI_NETNS="/proc/self/ns/net")
+    assert execute(passthrough, env, stdin) == (0, b"")
 
 
 def test_divergence_add_without_prev_result(passthrough: Path) -> None:

@@ -25,7 +25,6 @@ from cnisdk._netns import (
     NetNSProcessTimeoutError,
     NotANetNSError,
     is_current_thread_netns,
-    netns_override_enabled,
     open_for_request,
 )
 from cnisdk.spec import CNIError
@@ -442,14 +441,12 @@ def test_open_for_request_opens_a_container_namespace(netns: str) -> None:  # no
         ns.close()
 
 
-@pytest.mark.parametrize("command", ["ADD", "CHECK"])
-def test_open_for_request_refuses_own_namespace(command: str) -> None:
-    with pytest.raises(CNIError) as info:
-        open_for_request("/proc/self/ns/net", command)
-    assert info.value.code == 8
-    assert info.value.msg == "plugin's netns and netns from CNI_NETNS should not be the same"
-    ns = open_for_request("/proc/self/ns/net", command, netns_override=True)
-    assert ns is not None
+@pytest.mark.parametrize("command", ["ADD", "CHECK", "DEL"])
+def test_open_for_request_leaves_the_own_namespace_to_the_skel(command: str) -> None:
+    # The skel decides CNI_NETNS_OVERRIDE once, before the plugin runs; opening the namespace
+    # for the plugin must not refuse what the skel accepted.
+    ns = open_for_request("/proc/self/ns/net", command)
+    assert ns is not None and ns.is_current_thread_netns()
     ns.close()
 
 
@@ -469,16 +466,6 @@ def test_open_for_request_invalid_paths(tmp_path: Path) -> None:
         assert open_for_request(str(plain), command) is None
     with pytest.raises(ValueError):
         open_for_request(str(plain), "add")
-
-
-@pytest.mark.parametrize(
-    ("value", "enabled"),
-    [("1", True), ("true", True), ("TRUE", True), ("True", True), ("", False), ("0", False),
-     ("yes", False), ("false", False)],
-)  # fmt: skip
-def test_netns_override_enabled(value: str, enabled: bool) -> None:
-    assert netns_override_enabled({"CNI_NETNS_OVERRIDE": value}) is enabled
-    assert netns_override_enabled({}) is False
 
 
 # --- the test kit ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import anyio
@@ -394,18 +395,92 @@ def test_unknown_command_is_case_sensitive() -> None:
     assert (error_of(stdout), code) == ({"code": 4, "msg": "unknown CNI_COMMAND: add"}, 1)
 
 
-def test_own_netns_is_refused_unless_overridden() -> None:  # decided before the callback
+OWN_NETNS_ERROR = {
+    "code": 8,
+    "msg": "plugin's netns and netns from CNI_NETNS should not be the same",
+}
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_own_netns_is_refused_before_the_callback(command: str) -> None:
     plugin = Recorder()
-    env = {**BASE_ENV, "CNI_COMMAND": "ADD", "CNI_NETNS": "/proc/self/ns/net"}
+    env = {**BASE_ENV, "CNI_COMMAND": command, "CNI_NETNS": "/proc/self/ns/net"}
     stdout, _, code = call(plugin, env, conf())
-    assert code == 1
-    assert error_of(stdout) == {
-        "code": 8,
-        "msg": "plugin's netns and netns from CNI_NETNS should not be the same",
-    }
+    assert (error_of(stdout), code) == (OWN_NETNS_ERROR, 1)
     assert plugin.calls == []
-    _, _, code = call(plugin, {**env, "CNI_NETNS_OVERRIDE": "TRUE"}, conf())
-    assert code == 0
+
+
+def test_own_netns_is_not_checked_for_check() -> None:
+    # Newest Go skel runs CheckNetNS after ADD and DEL only.
+    plugin = NetnsUser()
+    env = {**BASE_ENV, "CNI_COMMAND": "CHECK", "CNI_NETNS": "/proc/self/ns/net"}
+    assert call(plugin, env, conf())[1:] == (b"", 0)
+    assert plugin.seen == [("CHECK", False, True)]
+
+
+@pytest.mark.parametrize(
+    ("value", "override"),
+    [("1", True), ("true", True), ("TRUE", True), ("True", True), ("tRuE", True),
+     ("", False), ("0", False), ("yes", False), ("false", False), (" true", False),
+     ("true ", False), ("1 ", False), ("on", False)],
+)  # fmt: skip
+def test_netns_override_follows_go(value: str, override: bool) -> None:
+    # Go: strings.ToUpper(v) == "TRUE" || v == "1", nothing stripped.
+    plugin = NetnsUser()
+    env = {
+        **BASE_ENV,
+        "CNI_COMMAND": "ADD",
+        "CNI_NETNS": "/proc/self/ns/net",
+        "CNI_NETNS_OVERRIDE": value,
+    }
+    stdout, _, code = call(plugin, env, conf())
+    if override:
+        assert code == 0, stdout
+        assert plugin.seen == [("ADD", True, True)]
+    else:
+        assert (error_of(stdout), code) == (OWN_NETNS_ERROR, 1)
+        assert plugin.seen == []
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_overridden_own_netns_reaches_the_plugin_as_a_usable_handle(command: str) -> None:
+    # The skel decided the override; ctx.netns must not refuse the same request again.
+    plugin = NetnsUser()
+    env = {
+        **BASE_ENV,
+        "CNI_COMMAND": command,
+        "CNI_NETNS": "/proc/self/ns/net",
+        "CNI_NETNS_OVERRIDE": "1",
+    }
+    stdout, _, code = call(plugin, env, conf())
+    assert code == 0, stdout
+    assert plugin.seen == [(command, True, True)]
+
+
+class NetnsUser(Recorder):
+    """Opens ``ctx.netns`` and runs code in it; records (verb, override, ran in it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, bool, bool]] = []
+
+    async def _use(self, ctx: Context[NetConf]) -> None:
+        netns = ctx.netns
+        assert netns is not None
+        inside = await netns.run(os.stat, "/proc/thread-self/ns/net")
+        target = os.stat(ctx.netns_path)
+        same = (inside.st_dev, inside.st_ino) == (target.st_dev, target.st_ino)
+        self.seen.append((ctx.command, ctx.request.netns_override, same))
+
+    async def add(self, ctx: Context[NetConf]) -> Result:
+        await self._use(ctx)
+        return Result(cniVersion="1.1.0")
+
+    async def delete(self, ctx: Context[NetConf]) -> None:
+        await self._use(ctx)
+
+    async def check(self, ctx: Context[NetConf]) -> None:
+        await self._use(ctx)
 
 
 def test_chained_plugin_requires_prev_result() -> None:

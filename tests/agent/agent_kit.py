@@ -18,7 +18,11 @@ from cnisdk._launcher import AgentEntry, Fallback, write_launcher
 
 HERE = Path(__file__).resolve().parent
 CNISDK = Path(sys.executable).parent / "cnisdk"
-TEST_PLUGINS = {"slow": "agent_plugins:Slow", "boom": "agent_plugins:Boom"}
+TEST_PLUGINS = {
+    "slow": "agent_plugins:Slow",
+    "boom": "agent_plugins:Boom",
+    "netns": "agent_plugins:NetnsProbe",
+}
 
 
 def test_entry(plugin_type: str) -> PluginEntry:

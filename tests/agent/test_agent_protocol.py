@@ -28,7 +28,9 @@ from agent_kit import (
 
 from cnisdk._agent import encode_frame, request_health
 
-TYPES = ["passthrough", "boom", "slow"]
+TYPES = ["passthrough", "boom", "slow", "netns"]
+PLAIN = b'{"cniVersion":"1.0.0","name":"n"}'
+OWN_NETNS = {"CNI_NETNS": "/proc/self/ns/net"}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,12 @@ CASES = {
     "bad-name": ("passthrough", cni_env("ADD"), b'{"cniVersion":"1.0.0","name":"a/b"}'),
     "exception": ("boom", cni_env("ADD"), b'{"cniVersion":"1.0.0","name":"n"}'),
     "bad-container-id": ("passthrough", cni_env("DEL", CNI_CONTAINERID="a b"), b"{}"),
+    "own-netns": ("netns", cni_env("ADD", **OWN_NETNS), PLAIN),
+    "own-netns-override": (
+        "netns",
+        cni_env("ADD", **OWN_NETNS, CNI_NETNS_OVERRIDE="true"),
+        PLAIN,
+    ),
 }
 
 
@@ -90,6 +98,19 @@ def test_shim_agent_and_exec_mode_are_byte_identical(case: str, bins: dict[str, 
         # Falling back to exec mode (no agent) gives the same bytes too, stdin included.
         fallback = run_plugin(bins["nobody"] / plugin_type, env, stdin)
         assert (fallback.stdout, fallback.returncode) == (via_exec.stdout, via_exec.returncode)
+
+
+def test_overridden_own_netns_reaches_the_plugin_through_the_agent(
+    bins: dict[str, Path],
+) -> None:
+    # CNI_NETNS is the agent's own namespace: refused without the override; with it, the
+    # plugin gets a handle that runs code there (the skel decided, ctx.netns does not again).
+    env = cni_env("ADD", **OWN_NETNS)
+    refused = run_plugin(bins["shim"] / "netns", env, PLAIN)
+    assert (refused.returncode, json.loads(refused.stdout)["code"]) == (1, 8)
+    done = run_plugin(bins["shim"] / "netns", {**env, "CNI_NETNS_OVERRIDE": "1"}, PLAIN)
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["interfaces"] == [{"name": "inside"}]
 
 
 def test_requests_really_went_through_the_agent(agent: AgentProcess, bins: dict[str, Path]) -> None:
