@@ -286,29 +286,20 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _config_version(netconf: bytes) -> str:
-    """The config's ``cniVersion`` as Go's ``version.ConfigDecoder`` reads it."""
-    try:
-        doc = json.loads(netconf)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"decoding version from network config: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ValueError("decoding version from network config: not a JSON object")
-    version = fold_keys(doc, ("cniVersion",)).get("cniVersion", "")
-    if not isinstance(version, str):
-        raise ValueError("decoding version from network config: cniVersion is not a string")
-    return version or "0.1.0"
-
-
 def parse_plugin_result(netconf: bytes, stdout: bytes) -> AnyResult:
     """Parse an ADD result as libcni does.
 
     Output ``null`` or ``{}``, or a result without (or with an empty) ``cniVersion``, is read as
     the config's version; a result that names its own version is parsed in that version.
     """
+    from cnisdk._skel import decode_config_version
     from cnisdk.spec._result import parse_result
 
-    config_version = _config_version(netconf)
+    try:
+        config_version = decode_config_version(netconf)
+    except CNIError as exc:
+        # libcni returns the decoder's plain error here, not a code.
+        raise ValueError(exc.msg) from exc
     try:
         doc = loads_go(stdout)
     except ValueError as exc:

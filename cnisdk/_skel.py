@@ -29,7 +29,7 @@ from cnisdk.spec._names import (
 from cnisdk.spec._result import parse_prev_result, result_to_json
 from cnisdk.spec._versions import CURRENT_VERSION, version_at_least
 
-__all__ = ["Response", "handle_request", "run"]
+__all__ = ["Response", "decode_config_version", "handle_request", "run"]
 
 # The CNI_* variables in the order Go's skel checks (and names) them, with the commands
 # that require each one.
@@ -147,6 +147,11 @@ async def _call(
     log: logging.Logger,
 ) -> Response:
     doc = _load_json(data)
+    # DEL is best-effort and must release resources even when the cached result a runtime
+    # hands back cannot be read, whatever it holds; ADD and CHECK depend on it and fail.
+    unreadable = None
+    if command == "DEL":
+        doc, unreadable = _without_non_object_prev_result(doc)
     config = _parse_config(plugin, doc)
     level, log_file = plugin.log_settings(config)
     if level or log_file:
@@ -158,11 +163,11 @@ async def _call(
         try:
             prev_result = to_current(parse_prev_result(config.prev_result, config.cni_version))
         except ConversionError as exc:
-            # DEL is best-effort and must release resources even when the cached result a
-            # runtime hands back cannot be read; ADD and CHECK depend on it and fail.
             if command != "DEL":
                 raise
-            log.warning("ignoring unreadable prevResult on DEL: %s", exc)
+            unreadable = str(exc)
+    if unreadable:
+        log.warning("ignoring unreadable prevResult on DEL: %s", unreadable)
     request = Request(
         command=command,
         container_id=environ.get("CNI_CONTAINERID", ""),
@@ -296,13 +301,12 @@ def _error_json(exc: CNIError) -> bytes:
 
 
 def _string_field(doc: dict[str, Any], key: str, prefix: str) -> str:
-    """A string field matched case-insensitively (last match wins), as Go decodes it."""
+    """A string field matched case-insensitively (last match wins), as Go decodes it; null
+    leaves the field as it was (absent: ``""``)."""
     value: Any = ""
     for name, candidate in doc.items():
-        if name.lower() == key.lower():
+        if name.lower() == key.lower() and candidate is not None:
             value = candidate
-    if value is None:
-        return ""
     if not isinstance(value, str):
         raise CNIError(
             ErrorCode.DECODING_FAILURE,
@@ -318,14 +322,19 @@ def _validate_config_name(data: bytes) -> None:
     validate_network_name(name)
 
 
-def _config_version(data: bytes) -> str:
+def decode_config_version(data: bytes) -> str:
+    """A config's ``cniVersion`` as Go's ``version.ConfigDecoder`` reads it: absent, null or
+    ``""`` is 0.1.0.
+
+    :raises CNIError: code 6 with Go's ``decoding version from network config: ...`` text.
+    """
     prefix = "decoding version from network config"
     version = _string_field(_decode_object(data, prefix, "cniVersion"), "cniVersion", prefix)
     return version or "0.1.0"
 
 
 def _check_version(data: bytes, plugin: Plugin[Any]) -> None:
-    version = _config_version(data)
+    version = decode_config_version(data)
     if version not in plugin.supported_versions:
         supported = " ".join(f'"{v}"' for v in plugin.supported_versions)
         raise CNIError(
@@ -336,7 +345,7 @@ def _check_version(data: bytes, plugin: Plugin[Any]) -> None:
 
 
 def _check_verb_version(command: str, data: bytes, plugin: Plugin[Any]) -> None:
-    version = _config_version(data)
+    version = decode_config_version(data)
     try:
         if not version_at_least(version, _MIN_VERSION[command]):
             raise CNIError(
@@ -382,6 +391,18 @@ def _refuse_own_netns(path: str) -> None:
             ErrorCode.INVALID_NETNS,
             "plugin's netns and netns from CNI_NETNS should not be the same",
         )
+
+
+def _without_non_object_prev_result(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``doc`` without its ``prevResult`` when that is not an object (or null), and why.
+
+    Keys match case-insensitively and the last one wins, as Go decodes them.
+    """
+    keys = [key for key in doc if key.lower() == "prevresult"]
+    if not keys or doc[keys[-1]] is None or isinstance(doc[keys[-1]], dict):
+        return doc, None
+    kind = go_json_kind(doc[keys[-1]])
+    return {k: v for k, v in doc.items() if k not in keys}, f"prevResult is {kind}, not an object"
 
 
 def _parse_config(plugin: Plugin[Any], doc: dict[str, Any]) -> Any:

@@ -19,7 +19,10 @@ Known divergences (asserted separately, cnisdk's side only, in ``test_divergence
   then the error); Go 1.1.2 does not check.
 - Plugin-specific, not skel: ADD without prevResult is code 7 "must be called as chained
   plugin" in cnisdk (tuning: 999 "Required prevResult missing"). On DEL an unreadable
-  prevResult is logged and ignored, so DEL succeeds as tuning's does.
+  prevResult is logged and ignored, so DEL succeeds as tuning's does, also when it is not an
+  object at all (tuning: 999 from decoding its config).
+- A config that does not fit the plugin's model is code 7 in cnisdk (tuning: 999 "failed to
+  load netconf: ..."), e.g. ``capabilities`` whose values are not booleans.
 """
 
 from __future__ import annotations
@@ -167,6 +170,14 @@ CASES: list[tuple[str, dict[str, str], bytes]] = [
     ("check-config-1.2.0", cmd("CHECK"), conf(cniVersion="1.2.0")),
     ("check-config-unparsable", cmd("CHECK"), conf(cniVersion="x")),
     ("check-config-too-many-parts", cmd("CHECK"), conf(cniVersion="1.0.0.0")),
+    # null reads as absent, as Go's decoder leaves a field alone (cniVersion: 0.1.0)
+    ("check-version-null", cmd("CHECK"), b'{"cniVersion":null,"name":"n"}'),
+    ("del-version-null", cmd("DEL"), b'{"cniVersion":null,"name":"n","type":"x"}'),
+    ("del-null-maps", cmd("DEL"), conf(capabilities=None, runtimeConfig=None, prevResult=None)),
+    ("del-null-capability", cmd("DEL"), conf(capabilities={"portMappings": None})),
+    # DEL does not depend on prevResult: one of the wrong shape does not fail it
+    ("del-prev-result-wrong-shape", cmd("DEL"), conf(prevResult={"ips": "x"})),
+    ("del-prev-result-bad-address", cmd("DEL"), conf(prevResult={"ips": [{"address": "x"}]})),
     # unknown commands (case-sensitive), with the full environment
     ("unknown-command", cmd("FOO"), CONF),
     ("unknown-lowercase", cmd("add"), CONF),
@@ -284,6 +295,37 @@ def test_own_netns_is_not_checked_for_check_as_in_go(passthrough: Path) -> None:
 def test_divergence_add_without_prev_result(passthrough: Path) -> None:
     code, out = execute(passthrough, cmd("ADD"), CONF)
     assert (code, json.loads(out)) == (1, {"code": 7, "msg": "must be called as chained plugin"})
+
+
+@pytest.mark.parametrize("prev", [5, "x", [1], True])
+def test_divergence_del_ignores_a_prev_result_that_is_not_an_object(
+    passthrough: Path, prev: object
+) -> None:
+    # The spec asks DEL to be best-effort and to tolerate a missing or unusable prevResult;
+    # cnisdk drops one that is not an object (and says so on stderr). Go's tuning decodes
+    # the whole config into types.NetConf first and fails with 999 (newest Go alike: it is
+    # the plugin's decode, not the skel's).
+    stdin = conf(prevResult=prev)
+    assert execute(passthrough, cmd("DEL"), stdin) == (0, b"")
+    code, out = execute(GO_TUNING, cmd("DEL"), stdin)
+    assert (code, json.loads(out)["code"]) == (1, 999)
+    assert "prevResult" in json.loads(out)["msg"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, [True]])
+def test_divergence_capabilities_that_are_not_booleans_are_code_7(
+    passthrough: Path, value: object
+) -> None:
+    # Both refuse the config, as Go's map[string]bool does; cnisdk reports a config that does
+    # not fit the model as code 7 (a documented deviation), Go's tuning as 999.
+    stdin = conf(capabilities={"portMappings": value})
+    code, out = execute(passthrough, cmd("DEL"), stdin)
+    assert code == 1
+    assert json.loads(out)["code"] == 7
+    assert json.loads(out)["msg"].startswith("invalid network config: capabilities.portMappings")
+    code, out = execute(GO_TUNING, cmd("DEL"), stdin)
+    assert (code, json.loads(out)["code"]) == (1, 999)
+    assert "capabilities" in json.loads(out)["msg"]
 
 
 def test_del_ignores_unreadable_prev_result_like_go_tuning(passthrough: Path) -> None:

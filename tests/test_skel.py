@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import os
 from typing import Any
@@ -521,6 +523,66 @@ def test_cni_args_parsed_lazily_with_go_errors() -> None:
     env["CNI_ARGS"] = "K=V;"
     stdout, _, code = call(ArgsReader(), env, conf())
     assert (error_of(stdout), code) == ({"code": 999, "msg": 'ARGS: invalid pair ""'}, 1)
+
+
+def test_null_version_is_absent_in_the_gate_and_the_model() -> None:
+    # Go: a null leaves the string field "" (0.1.0); not a type error.
+    plugin = AllVersions()
+    env = {**BASE_ENV, "CNI_COMMAND": "DEL"}
+    assert call(plugin, env, '{"cniVersion":null,"name":"n"}') == (b"", b"", 0)
+    [(_, ctx)] = plugin.calls
+    assert ctx.cni_version == "0.1.0"
+    stdout, _, code = call(Recorder(), env, '{"cniVersion":null,"name":"n"}')
+    assert code == 1
+    assert error_of(stdout)["details"].startswith('config is "0.1.0"')
+    # A null after another spelling of the key leaves the earlier value, as in Go.
+    plugin = AllVersions()
+    assert call(plugin, env, '{"cniVersion":"0.4.0","CNIVERSION":null,"name":"n"}')[2] == 0
+    assert plugin.calls[0][1].cni_version == "0.4.0"
+
+
+@pytest.mark.parametrize(
+    "prev",
+    [5, "x", [1], True, {"ips": "x"}, {"cniVersion": 5}, {"cniVersion": "9.9.9"},
+     {"ips": [{"address": "not-an-address"}]}],
+)  # fmt: skip
+def test_del_is_best_effort_whatever_prev_result_holds(prev: Any) -> None:
+    plugin = Recorder()
+    log = io.StringIO()
+    env = {**BASE_ENV, "CNI_COMMAND": "DEL"}
+    stdin = conf(prevResult=prev).encode()
+    response = anyio.run(functools.partial(handle_request, plugin, env, stdin, log_stream=log))
+    assert (response.stdout, response.exit_code) == (b"", 0)
+    [(verb, ctx)] = plugin.calls
+    assert (verb, ctx.prev_result) == ("DEL", None)
+    assert "ignoring unreadable prevResult on DEL" in log.getvalue()
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
+def test_non_object_prev_result_fails_add_and_check(command: str) -> None:
+    stdout, _, code = call(Recorder(), {**BASE_ENV, "CNI_COMMAND": command}, conf(prevResult=5))
+    assert code == 1
+    assert error_of(stdout)["code"] == 7
+    assert error_of(stdout)["msg"].startswith("invalid network config: prevResult")
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0, [], {}])
+def test_capabilities_must_be_booleans(value: Any) -> None:
+    # Go decodes them into map[string]bool; anything else is a config error.
+    env = {**BASE_ENV, "CNI_COMMAND": "DEL"}
+    stdout, _, code = call(Recorder(), env, conf(capabilities={"portMappings": value}))
+    assert code == 1
+    assert error_of(stdout)["code"] == 7
+    assert error_of(stdout)["msg"].startswith("invalid network config: capabilities.portMappings")
+
+
+def test_null_capabilities_read_as_go_does() -> None:
+    plugin = Recorder()
+    env = {**BASE_ENV, "CNI_COMMAND": "DEL"}
+    assert call(plugin, env, conf(capabilities={"a": True, "b": None}))[2] == 0
+    assert call(plugin, env, conf(capabilities=None, runtimeConfig=None))[2] == 0
+    assert [ctx.config.capabilities for _, ctx in plugin.calls] == [{"a": True, "b": False}, {}]
+    assert plugin.calls[1][1].runtime_config == {}
 
 
 def test_unreadable_prev_result_does_not_block_del() -> None:

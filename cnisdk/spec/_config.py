@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from cnisdk.spec._json import (
     GoJSONError,
@@ -44,6 +44,10 @@ class _GoDecoded(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+# NetConf's string fields (plain strings in Go's types.NetConf): a JSON null leaves them unset.
+_NULL_IS_ABSENT = frozenset({"cniversion", "name", "type"})
+
+
 class NetConf(_GoDecoded):
     """One plugin's network configuration, as a plugin receives it on stdin.
 
@@ -55,12 +59,41 @@ class NetConf(_GoDecoded):
     """The spec version of this config; a missing or empty ``cniVersion`` means 0.1.0."""
     name: str = ""
     type: str = ""
-    capabilities: dict[str, bool] = Field(default_factory=dict)
+    capabilities: dict[str, StrictBool] = Field(default_factory=dict)
+    """Go's ``map[string]bool``: a value that is not a JSON boolean is a config error."""
     ipam: dict[str, Any] | None = None
     dns: DNS | None = None
     args: dict[str, Any] | None = None
     runtime_config: dict[str, Any] = Field(default_factory=dict, alias="runtimeConfig")
     prev_result: dict[str, Any] | None = Field(default=None, alias="prevResult")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # Go's decoder leaves a string field alone when the document holds null for it, so
+        # "cniVersion": null reads as absent (0.1.0), and an earlier spelling of the key
+        # keeps its value. Runs before the keys are folded, so that earlier value survives.
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None or key.lower() not in _NULL_IS_ABSENT
+        }
+
+    @field_validator("capabilities", "runtime_config", mode="before")
+    @classmethod
+    def _null_map_is_empty(cls, value: Any) -> Any:
+        # Go sets a map to nil for null (and plugins declare runtimeConfig as a struct or a map).
+        return {} if value is None else value
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _null_capability_is_false(cls, value: Any) -> Any:
+        # A null element of Go's map[string]bool decodes as false.
+        if isinstance(value, dict):
+            return {key: False if item is None else item for key, item in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _empty_version_is_010(self) -> Self:

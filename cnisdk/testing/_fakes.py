@@ -63,7 +63,7 @@ class FakeDelegate:
         config: Mapping[str, Any] | bytes,
         environ: Mapping[str, str],
     ) -> Any:
-        from cnisdk._invoke import _config_version
+        from cnisdk._skel import decode_config_version as _config_version
         from cnisdk.spec._result import empty_result, parse_result
 
         raw = config if isinstance(config, bytes) else json.dumps(dict(config)).encode()
