@@ -25,6 +25,7 @@ from cnisdk.spec._result import Result as Result
 from cnisdk.spec._result import Route as Route
 
 if _typing.TYPE_CHECKING:
+    from cnisdk._invoke import PluginExec as PluginExec
     from cnisdk._netns import NetNS as NetNS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "NetConfList",
     "NetNS",
     "Plugin",
+    "PluginExec",
     "Response",
     "Result",
     "Route",
@@ -50,9 +52,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # NetNS is what ``Context.netns`` returns; its module loads only when a plugin uses it.
+    # NetNS is what ``Context.netns`` returns, PluginExec what ``handle_request(exec=)`` takes;
+    # their modules load only when a plugin (or a test) uses them.
     if name == "NetNS":
         from cnisdk._netns import NetNS
 
         return NetNS
+    if name == "PluginExec":
+        from cnisdk._invoke import PluginExec
+
+        return PluginExec
     raise AttributeError(f"module 'cnisdk' has no attribute {name!r}")

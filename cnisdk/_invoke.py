@@ -10,6 +10,12 @@ its context deadline killing the plugin; a group kill is the stronger form of it
 Used from both sides of the protocol: a runtime (``cnisdk._runtime``) runs each plugin of a chain
 here, and a plugin delegates to another one (typically IPAM) through ``delegate_*``.
 
+Finding and running a binary is one seam, :class:`PluginExec` (Go's ``invoke.Exec``): every
+function here that runs a plugin takes one (``exec=``; ``None`` is :data:`DEFAULT_EXEC`, the
+host's binaries), and so do a request (``handle_request(..., exec=)``) and the runtime. The
+test kit's ``FakeExec`` is another implementation, so tests run chains and delegation
+without binaries and without patching anything.
+
 Error mapping follows Go's ``RawExec.pluginErr``: a plugin that exits non-zero and prints a
 parsable error document yields a :class:`~cnisdk.spec.CNIError` with its code (a missing code
 is 0). The three fall-back cases (no output, stderr only, unparsable stdout) yield
@@ -29,7 +35,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import ByteReceiveStream, ByteSendStream
@@ -41,6 +47,9 @@ if TYPE_CHECKING:
     from cnisdk.spec._result import AnyResult
 
 __all__ = [
+    "DEFAULT_EXEC",
+    "HostExec",
+    "PluginExec",
     "PluginExecError",
     "PluginNotFoundError",
     "VersionInfo",
@@ -50,6 +59,7 @@ __all__ = [
     "delegate_delete",
     "delegate_gc",
     "delegate_status",
+    "error_from_output",
     "exec_plugin",
     "exec_plugin_with_result",
     "exec_plugin_without_result",
@@ -116,6 +126,40 @@ class VersionInfo:
         return (version or "0.1.0") in self.supported_versions
 
 
+class PluginExec(Protocol):
+    """Finds plugin binaries on ``CNI_PATH`` and runs them: the boundary between cnisdk and the
+    host, as Go's ``invoke.Exec`` is for libcni and ``invoke.Delegate*``.
+
+    cnisdk's own implementation runs the host's binaries; the test kit's
+    :class:`~cnisdk.testing.FakeExec` runs none. Give one to
+    :func:`~cnisdk.handle_request` (a plugin's delegations) or to the test kit's
+    :func:`~cnisdk.testing.invoke`.
+    """
+
+    def find_plugin(self, plugin_type: str, paths: Sequence[str]) -> str:
+        """The path of the binary for ``plugin_type``: the first on ``paths``.
+
+        :raises Exception: when there is none (cnisdk's says so in Go's words).
+        """
+        ...
+
+    async def exec_plugin(
+        self,
+        path: str,
+        environ: Mapping[str, str],
+        stdin: bytes,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> bytes:
+        """Run the binary at ``path`` with exactly ``environ`` and ``stdin``; return its stdout.
+
+        :raises CNIError: the plugin failed (its error document, or Go's text when there is
+            none).
+        :raises TimeoutError: it ran longer than ``timeout`` seconds.
+        """
+        ...
+
+
 def split_cni_path(value: str) -> list[str]:
     """Split a ``CNI_PATH`` value like Go's ``filepath.SplitList`` (``""`` is no directory)."""
     return value.split(os.pathsep) if value else []
@@ -162,7 +206,7 @@ def _exit_text(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
+def error_from_output(returncode: int, stdout: bytes, stderr: bytes) -> CNIError:
     """Turn a failed plugin's output into the error libcni would return."""
     exit_text = _exit_text(returncode)
     if not stdout:
@@ -234,7 +278,7 @@ async def exec_plugin(
         break
     _write_stderr(stderr)
     if returncode != 0:
-        raise _error_from_output(returncode, stdout, stderr)
+        raise error_from_output(returncode, stdout, stderr)
     return stdout
 
 
@@ -267,12 +311,15 @@ async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes
         stderr=subprocess.PIPE,
         start_new_session=True,
     ) as process:
-        assert process.stdin and process.stdout and process.stderr
+        to_plugin, from_stdout, from_stderr = process.stdin, process.stdout, process.stderr
+        if to_plugin is None or from_stdout is None or from_stderr is None:
+            _kill_group(process.pid)  # unreachable with three PIPEs; never run a plugin blind
+            raise OSError(f"{path}: started without pipes")
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(feed, process.stdin)
-                group.start_soon(drain, "stdout", process.stdout)
-                group.start_soon(drain, "stderr", process.stderr)
+                group.start_soon(feed, to_plugin)
+                group.start_soon(drain, "stdout", from_stdout)
+                group.start_soon(drain, "stderr", from_stderr)
             returncode = await process.wait()
         except BaseException:
             _kill_group(process.pid)
@@ -284,6 +331,28 @@ def _kill_group(pgid: int) -> None:
     # The group outlives its leader while any member does; once all are gone, nothing to do.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+class HostExec:
+    """The :class:`PluginExec` that runs the host's binaries: :func:`find_plugin` and
+    :func:`exec_plugin` (Go's ``DefaultExec``)."""
+
+    def find_plugin(self, plugin_type: str, paths: Sequence[str]) -> str:
+        return find_plugin(plugin_type, paths)
+
+    async def exec_plugin(
+        self,
+        path: str,
+        environ: Mapping[str, str],
+        stdin: bytes,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> bytes:
+        return await exec_plugin(path, environ, stdin, timeout=timeout)
+
+
+#: What every function here uses when given no ``exec``.
+DEFAULT_EXEC: PluginExec = HostExec()
 
 
 def parse_plugin_result(netconf: bytes, stdout: bytes) -> AnyResult:
@@ -325,9 +394,10 @@ async def exec_plugin_with_result(
     environ: Mapping[str, str],
     *,
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> AnyResult:
     """Run a plugin's ADD and parse its result (Go's ``ExecPluginWithResult``)."""
-    stdout = await exec_plugin(path, environ, netconf, timeout=timeout)
+    stdout = await (exec or DEFAULT_EXEC).exec_plugin(path, environ, netconf, timeout=timeout)
     return parse_plugin_result(netconf, stdout)
 
 
@@ -337,9 +407,10 @@ async def exec_plugin_without_result(
     environ: Mapping[str, str],
     *,
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
     """Run a plugin verb whose output is ignored (Go's ``ExecPluginWithoutResult``)."""
-    await exec_plugin(path, environ, netconf, timeout=timeout)
+    await (exec or DEFAULT_EXEC).exec_plugin(path, environ, netconf, timeout=timeout)
 
 
 def decode_version_info(data: bytes) -> VersionInfo:
@@ -373,7 +444,12 @@ def decode_version_info(data: bytes) -> VersionInfo:
     return VersionInfo(version, tuple(supported))
 
 
-async def get_version_info(path: str, *, timeout: float | None = 10) -> VersionInfo:  # noqa: ASYNC109
+async def get_version_info(
+    path: str,
+    *,
+    timeout: float | None = 10,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
+) -> VersionInfo:
     """Ask a plugin which spec versions it supports (Go's ``invoke.GetVersionInfo``).
 
     A plugin too old to know VERSION fails with ``unknown CNI_COMMAND: VERSION``; that counts
@@ -385,7 +461,9 @@ async def get_version_info(path: str, *, timeout: float | None = 10) -> VersionI
     """
     env = {**os.environ, **_VERSION_PROBE_ENV}
     try:
-        stdout = await exec_plugin(path, env, _VERSION_PROBE_STDIN, timeout=timeout)
+        stdout = await (exec or DEFAULT_EXEC).exec_plugin(
+            path, env, _VERSION_PROBE_STDIN, timeout=timeout
+        )
     except CNIError as exc:
         if str(exc) == "unknown CNI_COMMAND: VERSION":
             return VersionInfo("0.1.0", ("0.1.0",))
@@ -398,11 +476,11 @@ def _config_bytes(config: Mapping[str, Any] | bytes) -> bytes:
 
 
 def _delegate_target(
-    plugin_type: str, command: str, environ: Mapping[str, str]
+    plugin_type: str, command: str, environ: Mapping[str, str], exec: PluginExec
 ) -> tuple[str, dict[str, str]]:
     # Go's delegateCommon + DelegateArgs: the whole environment, only CNI_COMMAND replaced,
     # the plugin looked up on that environment's CNI_PATH.
-    path = find_plugin(plugin_type, split_cni_path(environ.get("CNI_PATH", "")))
+    path = exec.find_plugin(plugin_type, split_cni_path(environ.get("CNI_PATH", "")))
     env = dict(environ)
     env["CNI_COMMAND"] = command
     return path, env
@@ -414,15 +492,20 @@ async def delegate_add(
     *,
     environ: Mapping[str, str],
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> AnyResult:
     """Run another plugin's ADD, as Go's ``invoke.DelegateAdd``.
 
     :param config: the delegate's config (bytes are sent as is; a mapping is serialized).
     :param environ: the calling plugin's environment; the delegate inherits all of it.
+    :param exec: finds and runs the delegate (default: the host's binaries).
     :return: the delegate's result, read in the config's ``cniVersion`` unless it names its own.
     """
-    path, env = _delegate_target(plugin_type, "ADD", environ)
-    return await exec_plugin_with_result(path, _config_bytes(config), env, timeout=timeout)
+    exec = exec or DEFAULT_EXEC
+    path, env = _delegate_target(plugin_type, "ADD", environ, exec)
+    return await exec_plugin_with_result(
+        path, _config_bytes(config), env, timeout=timeout, exec=exec
+    )
 
 
 async def _delegate_no_result(
@@ -431,9 +514,11 @@ async def _delegate_no_result(
     config: Mapping[str, Any] | bytes,
     environ: Mapping[str, str],
     timeout: float | None,  # noqa: ASYNC109
+    exec: PluginExec | None,
 ) -> None:
-    path, env = _delegate_target(plugin_type, command, environ)
-    await exec_plugin_without_result(path, _config_bytes(config), env, timeout=timeout)
+    exec = exec or DEFAULT_EXEC
+    path, env = _delegate_target(plugin_type, command, environ, exec)
+    await exec_plugin_without_result(path, _config_bytes(config), env, timeout=timeout, exec=exec)
 
 
 async def delegate_check(
@@ -442,9 +527,10 @@ async def delegate_check(
     *,
     environ: Mapping[str, str],
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
     """Run another plugin's CHECK, as Go's ``invoke.DelegateCheck``."""
-    await _delegate_no_result("CHECK", plugin_type, config, environ, timeout)
+    await _delegate_no_result("CHECK", plugin_type, config, environ, timeout, exec)
 
 
 async def delegate_delete(
@@ -453,9 +539,10 @@ async def delegate_delete(
     *,
     environ: Mapping[str, str],
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
     """Run another plugin's DEL, as Go's ``invoke.DelegateDel``."""
-    await _delegate_no_result("DEL", plugin_type, config, environ, timeout)
+    await _delegate_no_result("DEL", plugin_type, config, environ, timeout, exec)
 
 
 async def delegate_gc(
@@ -464,9 +551,10 @@ async def delegate_gc(
     *,
     environ: Mapping[str, str],
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
     """Run another plugin's GC, as Go's ``invoke.DelegateGC``."""
-    await _delegate_no_result("GC", plugin_type, config, environ, timeout)
+    await _delegate_no_result("GC", plugin_type, config, environ, timeout, exec)
 
 
 async def delegate_status(
@@ -475,6 +563,7 @@ async def delegate_status(
     *,
     environ: Mapping[str, str],
     timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
     """Run another plugin's STATUS, as Go's ``invoke.DelegateStatus``."""
-    await _delegate_no_result("STATUS", plugin_type, config, environ, timeout)
+    await _delegate_no_result("STATUS", plugin_type, config, environ, timeout, exec)

@@ -632,14 +632,15 @@ def _go_strerror(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def open_for_request(path: str, command: str) -> NetNS | None:
+def open_for_request(path: str, command: str, *, required: bool = False) -> NetNS | None:
     """Open ``CNI_NETNS`` for one request, with the rules a CNI runtime expects.
 
     - ``ADD``/``CHECK``: the namespace must open. Failing that, code 999 with Go's text,
       ``failed to open netns "<path>": failed to Statfs "<path>": no such file or directory``
       (or ``...: unknown FS magic on "<path>": <hex>``).
     - ``DEL``: an empty or missing path gives ``None`` (the runtime may already have removed
-      the namespace; DEL must still succeed). Other failures raise as for ADD.
+      the namespace; DEL must still succeed), unless ``required``. Other failures raise as
+      for ADD.
     - ``GC``/``STATUS``/``VERSION``: no namespace is involved; ``None``.
 
     Whether the path may be the plugin's own namespace is not decided here: the skel decides
@@ -647,6 +648,7 @@ def open_for_request(path: str, command: str) -> NetNS | None:
 
     :param path: the ``CNI_NETNS`` value.
     :param command: the ``CNI_COMMAND`` value.
+    :param required: a missing namespace is an error for DEL too (``Context.require_netns``).
     :raises CNIError: as above.
     :raises ValueError: for an unknown command.
     """
@@ -654,18 +656,17 @@ def open_for_request(path: str, command: str) -> NetNS | None:
         return None
     if command not in ("ADD", "CHECK", "DEL"):
         raise ValueError(f"unknown CNI command {command!r}")
-    if command == "DEL" and not path:
+    missing_ok = command == "DEL" and not required
+    if missing_ok and not path:
         return None
     try:
-        netns = NetNS.open(path)
+        return NetNS.open(path)
     except FileNotFoundError as exc:
-        if command == "DEL":
+        if missing_ok:
             return None
-        detail = f'failed to Statfs "{path}": {_go_strerror(exc)}'
-        raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {detail}') from exc
+        error = f'failed to Statfs "{path}": {_go_strerror(exc)}'
     except OSError as exc:
-        detail = f'failed to Statfs "{path}": {_go_strerror(exc)}'
-        raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {detail}') from exc
+        error = f'failed to Statfs "{path}": {_go_strerror(exc)}'
     except NetNSError as exc:
-        raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {exc}') from exc
-    return netns
+        error = str(exc)
+    raise CNIError(ErrorCode.INTERNAL, f'failed to open netns "{path}": {error}')

@@ -18,6 +18,7 @@ from cnisdk.spec._versions import ALL_VERSIONS
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from cnisdk._invoke import PluginExec
     from cnisdk._netns import NetNS
 
 __all__ = ["Attachment", "Context", "Plugin"]
@@ -42,6 +43,9 @@ class Request:
     ``true`` in any case): whether ``CNI_NETNS`` may name the plugin's own namespace. The
     skel refused an ADD or DEL in the plugin's own namespace without it before the plugin
     ran; nothing decides it again.
+
+    ``exec`` finds and runs the plugins this request delegates to (``None``: the host's
+    binaries on ``CNI_PATH``).
     """
 
     command: str
@@ -53,6 +57,7 @@ class Request:
     stdin: bytes
     environ: Mapping[str, str] = field(repr=False)
     netns_override: bool = False
+    exec: PluginExec | None = field(default=None, repr=False)
 
 
 class Context(Generic[ConfigT]):
@@ -143,6 +148,44 @@ class Context(Generic[ConfigT]):
                 self._netns = open_for_request(self.request.netns_path, self.command)
         return self._netns
 
+    def require_prev_result(self) -> Result:
+        """``prev_result``, for a plugin that cannot work without one.
+
+        A ``chained`` plugin's ADD always has one (the skel refuses ADD without it, with the
+        same error), so this only narrows the type there; CHECK and DEL get one from 0.4.0 on,
+        if the runtime cached the ADD result.
+
+        :raises CNIError: code 7 when there is none: Go's plugins' words, ``must be called as
+            chained plugin`` for ADD and ``Required prevResult missing`` for the other verbs.
+        """
+        if self.prev_result is None:
+            msg = "must be called as chained plugin" if self.command == "ADD" else None
+            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, msg or "Required prevResult missing")
+        return self.prev_result
+
+    def require_netns(self) -> NetNS:
+        """``netns``, for code that cannot work without the container's namespace.
+
+        ADD and CHECK always have one (or fail opening it). In DEL prefer ``netns``: ``None``
+        there means the namespace is gone, and DEL must still succeed.
+
+        :raises CNIError: code 4 ``required env variables [CNI_NETNS] missing`` when
+            ``CNI_NETNS`` is empty (DEL may send none; GC and STATUS have none); for a DEL
+            whose namespace is gone, code 999 with Go's ``failed to open netns "..."`` text.
+        """
+        netns = self.netns
+        if netns is None and self.netns_path and self.command == "DEL":
+            from cnisdk._netns import open_for_request
+
+            # Gone: opening it again, as required, says so in Go's words.
+            netns = self._netns = open_for_request(self.netns_path, "DEL", required=True)
+        if netns is None:
+            raise CNIError(
+                ErrorCode.INVALID_ENVIRONMENT_VARIABLES,
+                "required env variables [CNI_NETNS] missing",
+            )
+        return netns
+
     def close(self) -> None:
         """Release the namespace handle, if one was opened."""
         if self._netns is not None:
@@ -153,23 +196,45 @@ class Context(Generic[ConfigT]):
         """Run another plugin's ADD (typically IPAM) as Go's ``invoke.DelegateAdd`` does.
 
         The delegate inherits this request's environment with ``CNI_COMMAND=ADD`` and is found
-        on ``CNI_PATH``; its result is parsed in the config's ``cniVersion``.
+        on ``CNI_PATH`` (by the request's ``exec``, see :func:`~cnisdk.handle_request`); its
+        result is parsed in the config's ``cniVersion``.
         """
         from cnisdk._invoke import delegate_add
 
-        return await delegate_add(plugin_type, config, environ=self.request.environ)
+        return await delegate_add(
+            plugin_type, config, environ=self.request.environ, exec=self.request.exec
+        )
 
     async def delegate_check(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's CHECK, as Go's ``invoke.DelegateCheck``."""
         from cnisdk._invoke import delegate_check
 
-        await delegate_check(plugin_type, config, environ=self.request.environ)
+        await delegate_check(
+            plugin_type, config, environ=self.request.environ, exec=self.request.exec
+        )
 
     async def delegate_delete(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's DEL, as Go's ``invoke.DelegateDel``."""
         from cnisdk._invoke import delegate_delete
 
-        await delegate_delete(plugin_type, config, environ=self.request.environ)
+        await delegate_delete(
+            plugin_type, config, environ=self.request.environ, exec=self.request.exec
+        )
+
+    async def delegate_gc(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
+        """Run another plugin's GC, as Go's ``invoke.DelegateGC`` (an IPAM plugin's, from
+        ``gc``)."""
+        from cnisdk._invoke import delegate_gc
+
+        await delegate_gc(plugin_type, config, environ=self.request.environ, exec=self.request.exec)
+
+    async def delegate_status(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
+        """Run another plugin's STATUS, as Go's ``invoke.DelegateStatus``."""
+        from cnisdk._invoke import delegate_status
+
+        await delegate_status(
+            plugin_type, config, environ=self.request.environ, exec=self.request.exec
+        )
 
 
 class Plugin(Generic[ConfigT]):

@@ -32,9 +32,10 @@ import anyio
 
 from cnisdk._confdir import LoadedConfList
 from cnisdk._invoke import (
+    DEFAULT_EXEC,
+    PluginExec,
     exec_plugin_with_result,
     exec_plugin_without_result,
-    find_plugin,
     get_version_info,
 )
 from cnisdk._plugin import Attachment
@@ -153,6 +154,9 @@ class CNIRuntime:
     :param timeout: seconds allowed for each plugin process; ``None`` waits indefinitely.
     :param environ: the environment plugins inherit (default: this process's); the ``CNI_*``
         variables of each call override it.
+    :param exec: finds and runs the plugins, VERSION probes included (libcni's
+        ``NewCNIConfig(path, exec)``); default: the host's binaries. A test hands in the test
+        kit's ``FakeExec`` to run a chain without binaries.
     """
 
     def __init__(
@@ -162,10 +166,12 @@ class CNIRuntime:
         timeout: float | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        exec: PluginExec | None = None,
     ) -> None:
         self.cni_path = list(cni_path)
         self.cache_dir = cache_dir
         self.timeout = timeout
+        self.exec = exec or DEFAULT_EXEC
         self._environ = environ
 
     # -- environment and cache paths -------------------------------------------------------
@@ -240,11 +246,11 @@ class CNIRuntime:
         result: AnyResult | None = None
         for plugin in conflist.plugins:
             try:
-                path = find_plugin(str(plugin.get("type", "")), self.cni_path)
+                path = self.exec.find_plugin(str(plugin.get("type", "")), self.cni_path)
                 _validate_attachment(conflist.name, rt)
                 stdin = _build_config(plugin, conflist.name, version, result, rt)
                 result = await exec_plugin_with_result(
-                    path, stdin, self._env("ADD", rt), timeout=self.timeout
+                    path, stdin, self._env("ADD", rt), timeout=self.timeout, exec=self.exec
                 )
             except Exception as exc:
                 raise ChainError(f"plugin {_plugin_description(plugin)} failed (add)", exc) from exc
@@ -278,10 +284,10 @@ class CNIRuntime:
                 f"failed to get network {go_quote(conflist.name)} cached result: {exc}"
             ) from exc
         for plugin in conflist.plugins:
-            path = find_plugin(str(plugin.get("type", "")), self.cni_path)
+            path = self.exec.find_plugin(str(plugin.get("type", "")), self.cni_path)
             stdin = _build_config(plugin, conflist.name, version, cached, rt)
             await exec_plugin_without_result(
-                path, stdin, self._env("CHECK", rt), timeout=self.timeout
+                path, stdin, self._env("CHECK", rt), timeout=self.timeout, exec=self.exec
             )
 
     async def delete(self, conflist: NetConfList, rt: RuntimeConf) -> None:
@@ -302,10 +308,10 @@ class CNIRuntime:
                 cached = None
         for plugin in reversed(conflist.plugins):
             try:
-                path = find_plugin(str(plugin.get("type", "")), self.cni_path)
+                path = self.exec.find_plugin(str(plugin.get("type", "")), self.cni_path)
                 stdin = _build_config(plugin, conflist.name, version, cached, rt)
                 await exec_plugin_without_result(
-                    path, stdin, self._env("DEL", rt), timeout=self.timeout
+                    path, stdin, self._env("DEL", rt), timeout=self.timeout, exec=self.exec
                 )
             except Exception as exc:
                 raise ChainError(
@@ -372,12 +378,13 @@ class CNIRuntime:
                     doc["cni.dev/attachments"] = listed
                 plugin_type = str(plugin.get("type", ""))
                 try:
-                    path = find_plugin(plugin_type, self.cni_path)
+                    path = self.exec.find_plugin(plugin_type, self.cni_path)
                     await exec_plugin_without_result(
                         path,
                         dumps_compact(go_sorted(doc)),
                         self._env("GC", None),
                         timeout=self.timeout,
+                        exec=self.exec,
                     )
                 except Exception as exc:
                     errors.append(RuntimeError(f"failed to GC plugin {plugin_type}: {exc}"))
@@ -394,10 +401,10 @@ class CNIRuntime:
             return
         for plugin in conflist.plugins:
             doc = {**plugin, "name": conflist.name, "cniVersion": version}
-            path = find_plugin(str(plugin.get("type", "")), self.cni_path)
+            path = self.exec.find_plugin(str(plugin.get("type", "")), self.cni_path)
             await exec_plugin_without_result(
                 path, dumps_compact(go_sorted(doc)), self._env("STATUS", None),
-                timeout=self.timeout,
+                timeout=self.timeout, exec=self.exec,
             )  # fmt: skip
 
     async def validate(self, conflist: NetConfList) -> list[str]:
@@ -412,9 +419,8 @@ class CNIRuntime:
         for plugin in conflist.plugins:
             plugin_type = str(plugin.get("type", ""))
             try:
-                info = await get_version_info(
-                    find_plugin(plugin_type, self.cni_path), timeout=self.timeout
-                )
+                path = self.exec.find_plugin(plugin_type, self.cni_path)
+                info = await get_version_info(path, timeout=self.timeout, exec=self.exec)
                 if version not in info.supported_versions:
                     errors.append(
                         f"plugin {plugin_type} does not support config version {go_quote(version)}"

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -28,6 +28,9 @@ from cnisdk.spec._names import (
 )
 from cnisdk.spec._result import parse_prev_result, result_to_json
 from cnisdk.spec._versions import CURRENT_VERSION, version_at_least
+
+if TYPE_CHECKING:
+    from cnisdk._invoke import PluginExec
 
 __all__ = ["Response", "decode_config_version", "handle_request", "run"]
 
@@ -65,6 +68,7 @@ async def handle_request(
     stdin: StdinSource,
     *,
     log_stream: IO[str] | None = None,
+    exec: PluginExec | None = None,
 ) -> Response:
     """Run one CNI request through ``plugin`` exactly as a plugin binary would.
 
@@ -72,11 +76,14 @@ async def handle_request(
     :param stdin: the stdin bytes, or a callable that reads them; it is not called for VERSION,
         which never reads stdin.
     :param log_stream: where the request's log goes (default: ``sys.stderr``).
+    :param exec: finds and runs the plugins this request delegates to (``ctx.delegate_*``),
+        as Go passes an ``invoke.Exec`` to ``invoke.DelegateAdd``. Default: the host's
+        binaries on ``CNI_PATH``; tests give a :class:`~cnisdk.testing.FakeExec`.
     """
     stream = log_stream if log_stream is not None else sys.stderr
     log = _make_logger(plugin, environ.get("CNISDK_LOG_LEVEL"), None, stream)
     try:
-        return await _dispatch(plugin, environ, stdin, log)
+        return await _dispatch(plugin, environ, stdin, log, exec)
     except CNIError as exc:
         return Response(_error_json(exc), b"", 1)
     except Exception as exc:  # a plugin bug must still produce a CNI error, never a traceback
@@ -91,6 +98,7 @@ async def _dispatch(
     environ: Mapping[str, str],
     stdin: StdinSource,
     log: logging.Logger,
+    exec: PluginExec | None,
 ) -> Response:
     command = environ.get("CNI_COMMAND", "")
     missing: list[str] = []
@@ -135,17 +143,23 @@ async def _dispatch(
     override = netns_override(environ)
     if command in ("ADD", "DEL") and not override:
         _refuse_own_netns(environ.get("CNI_NETNS", ""))
-    return await _call(plugin, command, environ, data, override, log)
+    request = Request(
+        command=command,
+        container_id=environ.get("CNI_CONTAINERID", ""),
+        netns_path=environ.get("CNI_NETNS", ""),
+        ifname=environ.get("CNI_IFNAME", ""),
+        raw_args=environ.get("CNI_ARGS", ""),
+        cni_path=tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p),
+        stdin=data,
+        environ=environ,
+        netns_override=override,
+        exec=exec,
+    )
+    return await _call(plugin, request, log)
 
 
-async def _call(
-    plugin: Plugin[Any],
-    command: str,
-    environ: Mapping[str, str],
-    data: bytes,
-    override: bool,
-    log: logging.Logger,
-) -> Response:
+async def _call(plugin: Plugin[Any], request: Request, log: logging.Logger) -> Response:
+    command, data, environ = request.command, request.stdin, request.environ
     doc = _load_json(data)
     # DEL is best-effort and must release resources even when the cached result a runtime
     # hands back cannot be read, whatever it holds; ADD and CHECK depend on it and fail.
@@ -168,17 +182,6 @@ async def _call(
             unreadable = str(exc)
     if unreadable:
         log.warning("ignoring unreadable prevResult on DEL: %s", unreadable)
-    request = Request(
-        command=command,
-        container_id=environ.get("CNI_CONTAINERID", ""),
-        netns_path=environ.get("CNI_NETNS", ""),
-        ifname=environ.get("CNI_IFNAME", ""),
-        raw_args=environ.get("CNI_ARGS", ""),
-        cni_path=tuple(p for p in environ.get("CNI_PATH", "").split(os.pathsep) if p),
-        stdin=data,
-        environ=environ,
-        netns_override=override,
-    )
     ctx: Context[Any] = Context(
         request,
         config,
@@ -188,8 +191,8 @@ async def _call(
     )
     try:
         if command == "ADD":
-            if plugin.chained and prev_result is None:
-                raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "must be called as chained plugin")
+            if plugin.chained:
+                ctx.require_prev_result()
             result = await plugin.add(ctx)
             if result is None:
                 raise CNIError(

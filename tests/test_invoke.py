@@ -22,6 +22,7 @@ from cnisdk._invoke import (
     parse_plugin_result,
 )
 from cnisdk.spec._errors import CNIError
+from cnisdk.testing import FakeExec
 
 GO_PLUGINS = Path("/usr/lib/cni")
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -315,26 +316,33 @@ async def test_delegate_to_real_host_local(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_fake_delegation_records_and_answers() -> None:
-    import cnisdk._invoke as invoke
-    from cnisdk.testing._fakes import fake_delegation
-
-    with fake_delegation() as fake:
-        fake.respond(
-            "ADD", "host-local", {"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.2/24"}]}
-        )
-        fake.respond("DEL", "host-local", CNIError(11, "busy"))
-        env = {"CNI_COMMAND": "ADD", "CNI_PATH": "/nowhere"}
-        result = await invoke.delegate_add("host-local", {"cniVersion": "1.0.0"}, environ=env)
-        assert result.cni_version == "1.0.0"
-        with pytest.raises(CNIError, match="busy"):
-            await invoke.delegate_delete("host-local", b'{"cniVersion":"1.0.0"}', environ=env)
-        empty = await invoke.delegate_add("other", {"cniVersion": "0.4.0"}, environ=env)
-        assert empty.cni_version == "0.4.0"
+async def test_delegation_goes_through_the_given_exec() -> None:
+    fake = FakeExec()
+    fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.2/24"}]})
+    fake.respond("DEL", "host-local", CNIError(11, "busy"))
+    env = {"CNI_COMMAND": "CHECK", "CNI_PATH": "/nowhere:/else", "MINE": "kept"}
+    result = await delegate_add("host-local", {"cniVersion": "1.0.0"}, environ=env, exec=fake)
+    assert result.cni_version == "1.0.0"
+    with pytest.raises(CNIError, match="busy"):
+        await delegate_delete("host-local", b'{"cniVersion":"1.0.0"}', environ=env, exec=fake)
+    empty = await delegate_add("other", {"cniVersion": "0.4.0"}, environ=env, exec=fake)
+    assert empty.cni_version == "0.4.0"
     assert [(c.command, c.plugin_type) for c in fake.calls] == [
         ("ADD", "host-local"),
         ("DEL", "host-local"),
         ("ADD", "other"),
     ]
-    assert fake.calls[1].environ["CNI_COMMAND"] == "DEL"
-    assert invoke.delegate_add is not None and "fake" not in repr(invoke.delegate_add)
+    # Go's DelegateArgs: the whole environment, only CNI_COMMAND replaced; found on CNI_PATH.
+    assert fake.calls[1].environ == {**env, "CNI_COMMAND": "DEL"}
+    assert fake.calls[1].config == {"cniVersion": "1.0.0"}
+    with pytest.raises(PluginNotFoundError, match=r"invalid plugin name: \.\./x"):
+        await delegate_add("../x", {}, environ=env, exec=fake)
+    with pytest.raises(PluginNotFoundError, match="no paths provided"):
+        await delegate_add("x", {}, environ={"CNI_PATH": ""}, exec=fake)
+
+
+def test_result_version_null_is_the_config_version() -> None:
+    # Go's ConfigDecoder leaves a null cniVersion "" (0.1.0), as the skel does.
+    assert parse_plugin_result(b'{"cniVersion":null}', b"{}").cni_version == "0.1.0"
+    with pytest.raises(ValueError, match=r"^decoding version from network config: json: "):
+        parse_plugin_result(b'{"cniVersion":4}', b"{}")

@@ -14,11 +14,13 @@ from typing import Any
 import anyio
 import pytest
 
+from cnisdk import Context, Interface, NetConf, Plugin, Result
 from cnisdk._confdir import conflist_from_bytes, load_network
 from cnisdk._plugin import Attachment
 from cnisdk._runtime import ChainError, CNIRuntime, GCError, RuntimeConf
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import result_to_dict
+from cnisdk.testing import FakeExec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "libcni-cache"
 
@@ -458,3 +460,69 @@ async def test_del_with_a_corrupt_cache_entry_proceeds_without_prev_result(
     expected = None if name in ("not-json", "not-an-object") else {"cniVersion": "1.0.0"}
     assert all(c["stdin"].get("prevResult") == expected for c in dels)
     assert not runtime.cache_path("testnet", rt).exists()
+
+
+# -- the exec boundary: a chain without binaries -----------------------------------------------
+
+
+class Tagger(Plugin[NetConf]):
+    """Chained: ADD appends an interface named after the config's ``tag``."""
+
+    chained = True
+
+    async def add(self, ctx: Context[NetConf]) -> Result:
+        prev = ctx.require_prev_result()
+        prev.interfaces.append(Interface(name=str((ctx.config.model_extra or {})["tag"])))
+        return prev
+
+    async def check(self, ctx: Context[NetConf]) -> None:
+        ctx.require_prev_result()  # the cached ADD result, from the runtime
+
+
+@pytest.mark.anyio
+async def test_a_chain_runs_through_the_injected_exec(tmp_path: Path) -> None:
+    fake = FakeExec()
+    fake.respond("ADD", "first", {"cniVersion": "1.0.0", "ips": [{"address": "10.5.0.2/24"}]})
+    fake.install("tagger", Tagger)
+    runtime = CNIRuntime(["/no/such/dir"], cache_dir=str(tmp_path), exec=fake)
+    conflist = chain("1.0.0", {"type": "first"}, {"type": "tagger", "tag": "t1"})
+
+    result = await runtime.add(conflist, RT)
+    assert result_to_dict(result) == {
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "t1"}],
+        "ips": [{"address": "10.5.0.2/24"}],
+    }
+    await runtime.check(conflist, RT)
+    await runtime.delete(conflist, RT)
+    assert [(c.plugin_type, c.command) for c in fake.calls] == [
+        ("first", "ADD"), ("tagger", "ADD"),
+        ("first", "CHECK"), ("tagger", "CHECK"),
+        ("tagger", "DEL"), ("first", "DEL"),
+    ]  # fmt: skip
+    first_add, tagger_add = fake.calls[:2]
+    assert "prevResult" not in first_add.config
+    assert tagger_add.config["prevResult"] == {
+        "cniVersion": "1.0.0",
+        "ips": [{"address": "10.5.0.2/24"}],
+    }
+    assert tagger_add.environ["CNI_PATH"] == "/no/such/dir"
+    assert tagger_add.environ["CNI_CONTAINERID"] == "ctr1"
+    assert fake.calls[3].config["prevResult"] == result_to_dict(result)  # CHECK: the cache
+    assert not runtime.cache_path("testnet", RT).exists()
+
+
+@pytest.mark.anyio
+async def test_version_probes_go_through_the_injected_exec() -> None:
+    fake = FakeExec()
+    runtime = CNIRuntime(["/no/such/dir"], exec=fake)
+    conflist = chain("1.0.0", {"type": "first", "capabilities": {"portMappings": True}})
+    assert await runtime.validate(conflist) == ["portMappings"]
+    [probe] = fake.calls
+    assert (probe.command, probe.config) == ("VERSION", {"cniVersion": "1.1.0"})
+    assert probe.environ["CNI_PATH"] == "dummy"  # libcni's fixed probe environment
+    fake.respond("VERSION", "first", {"cniVersion": "1.1.0", "supportedVersions": ["0.4.0"]})
+    with pytest.raises(
+        ValueError, match=r'^\[plugin first does not support config version "1.0.0"\]$'
+    ):
+        await runtime.validate(conflist)

@@ -467,9 +467,7 @@ class NetnsUser(Recorder):
         self.seen: list[tuple[str, bool, bool]] = []
 
     async def _use(self, ctx: Context[NetConf]) -> None:
-        netns = ctx.netns
-        assert netns is not None
-        inside = await netns.run(os.stat, "/proc/thread-self/ns/net")
+        inside = await ctx.require_netns().run(os.stat, "/proc/thread-self/ns/net")
         target = os.stat(ctx.netns_path)
         same = (inside.st_dev, inside.st_ino) == (target.st_dev, target.st_ino)
         self.seen.append((ctx.command, ctx.request.netns_override, same))
@@ -491,6 +489,76 @@ def test_chained_plugin_requires_prev_result() -> None:
 
     stdout, _, code = call(Chained(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, conf())
     assert (error_of(stdout), code) == ({"code": 7, "msg": "must be called as chained plugin"}, 1)
+
+
+class Requirer(AllVersions):
+    """Every verb calls one of Context's require_* methods; records what it got."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+        self.got: list[object] = []
+
+    async def _require(self, ctx: Context[NetConf]) -> None:
+        if self.what == "prev_result":
+            self.got.append(ctx.require_prev_result())
+        else:
+            self.got.append(ctx.require_netns().path)
+
+    async def add(self, ctx: Context[NetConf]) -> Result:
+        await self._require(ctx)
+        return Result(cniVersion="1.1.0")
+
+    async def delete(self, ctx: Context[NetConf]) -> None:
+        await self._require(ctx)
+
+    async def check(self, ctx: Context[NetConf]) -> None:
+        await self._require(ctx)
+
+    async def gc(self, ctx: Context[NetConf]) -> None:
+        await self._require(ctx)
+
+
+@pytest.mark.parametrize(
+    ("command", "msg"),
+    [("ADD", "must be called as chained plugin"), ("CHECK", "Required prevResult missing"),
+     ("DEL", "Required prevResult missing")],
+)  # fmt: skip
+def test_require_prev_result_refuses_with_gos_words(command: str, msg: str) -> None:
+    stdout, _, code = call(Requirer("prev_result"), {**BASE_ENV, "CNI_COMMAND": command}, conf())
+    assert (error_of(stdout), code) == ({"code": 7, "msg": msg}, 1)
+    plugin = Requirer("prev_result")
+    prev = {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}
+    env = {**BASE_ENV, "CNI_COMMAND": command, "CNI_NETNS": "/proc/self/ns/net"}
+    env["CNI_NETNS_OVERRIDE"] = "1"
+    assert call(plugin, env, conf(prevResult=prev))[2] == 0
+    [got] = plugin.got
+    assert isinstance(got, Result) and got.ips[0].address == "10.0.0.2/24"
+
+
+def test_require_netns() -> None:
+    require = Requirer("netns")
+    del_env = {**BASE_ENV, "CNI_COMMAND": "DEL", "CNI_NETNS": ""}
+    stdout, _, code = call(require, del_env, conf())
+    missing = {"code": 4, "msg": "required env variables [CNI_NETNS] missing"}
+    assert (error_of(stdout), code) == (missing, 1)
+    gone = "/var/run/netns/cnisdk-test-never-there"
+    stdout, _, code = call(require, {**del_env, "CNI_NETNS": gone}, conf())
+    assert (error_of(stdout), code) == (
+        {
+            "code": 999,
+            "msg": f'failed to open netns "{gone}": failed to Statfs "{gone}": '
+            "no such file or directory",
+        },
+        1,
+    )
+    gc_env = {"CNI_COMMAND": "GC", "CNI_PATH": "/opt"}
+    stdout, _, code = call(Requirer("netns"), gc_env, conf("1.1.0"))
+    assert (error_of(stdout), code) == (missing, 1)
+    for command in ("ADD", "CHECK", "DEL"):
+        env = {**BASE_ENV, "CNI_COMMAND": command, "CNI_NETNS": "/proc/self/ns/net"}
+        assert call(require, {**env, "CNI_NETNS_OVERRIDE": "true"}, conf())[2] == 0
+    assert require.got == ["/proc/self/ns/net"] * 3
 
 
 def test_config_model_errors_name_the_field() -> None:

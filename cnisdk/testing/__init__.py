@@ -6,8 +6,8 @@ Also a pytest plugin (loaded automatically once cnisdk is installed) providing t
 
 from cnisdk.testing._bin_dir import make_cni_bin_dir as make_cni_bin_dir
 from cnisdk.testing._bin_dir import write_recording_plugin as write_recording_plugin
-from cnisdk.testing._fakes import FakeDelegate as FakeDelegate
-from cnisdk.testing._fakes import fake_delegation as fake_delegation
+from cnisdk.testing._fakes import ExecCall as ExecCall
+from cnisdk.testing._fakes import FakeExec as FakeExec
 from cnisdk.testing._invoke import Invocation as Invocation
 from cnisdk.testing._invoke import cni_env as cni_env
 from cnisdk.testing._invoke import invoke as invoke
@@ -17,11 +17,11 @@ from cnisdk.testing._netns_fixtures import require_netns as require_netns
 from cnisdk.testing._netns_fixtures import temporary_netns as temporary_netns
 
 __all__ = [
-    "FakeDelegate",
+    "ExecCall",
+    "FakeExec",
     "Invocation",
     "NetNSPair",
     "cni_env",
-    "fake_delegation",
     "invoke",
     "invoke_subprocess",
     "make_cni_bin_dir",

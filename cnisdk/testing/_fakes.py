@@ -1,117 +1,170 @@
-"""Fakes for unit tests of plugins: answer delegate calls without running any binary.
+"""A fake exec boundary: plugins "run" without any binary, and every call is recorded.
 
 ::
 
-    with fake_delegation() as fake:
-        fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [...]})
-        fake.respond("DEL", "host-local", CNIError(11, "busy"))
-        response = await handle_request(MyPlugin(), env, stdin)
+    fake = FakeExec()
+    fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [...]})
+    fake.respond("DEL", "host-local", CNIError(11, "busy"))
+    outcome = await invoke(MyPlugin, "ADD", config, exec=fake)
     assert [c.command for c in fake.calls] == ["ADD"]
 
-Like httpx's ``MockTransport``, a handler callable may answer instead of canned responses.
+It is what Go tests pass as ``invoke.Exec``: a plugin's delegations (``ctx.delegate_*``) and a
+runtime's chain go through it instead of finding and running binaries. Like httpx's
+``MockTransport``, a handler callable may answer instead of canned responses, and a cnisdk
+plugin can be installed under a type, to run in-process when called.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from unittest import mock
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DelegateCall", "FakeDelegate", "fake_delegation"]
+if TYPE_CHECKING:
+    from cnisdk._plugin import Plugin
+
+__all__ = ["ExecCall", "FakeExec"]
 
 
 @dataclass(frozen=True)
-class DelegateCall:
-    """One delegate call a plugin made."""
+class ExecCall:
+    """One plugin run that went through a :class:`FakeExec`."""
 
     command: str
-    """``ADD``, ``CHECK``, ``DEL``, ``GC`` or ``STATUS``."""
+    """``CNI_COMMAND`` of the run: ``ADD``, ``CHECK``, ``DEL``, ``GC``, ``STATUS``, ``VERSION``."""
     plugin_type: str
-    config: dict[str, Any]
-    """The delegate's config, decoded."""
+    """The name of the binary that would have run."""
+    config: Any
+    """stdin, decoded from JSON (``None`` when it is not JSON)."""
+    stdin: bytes = field(repr=False)
+    """stdin, as sent."""
     environ: Mapping[str, str] = field(repr=False)
-    """The environment the delegate would have got (``CNI_COMMAND`` already replaced)."""
+    """The whole environment the plugin would have got."""
 
 
-Handler = Callable[[DelegateCall], Any]
+Answer = Any
+"""A result (a mapping in any version, or a result model) for ADD; a VERSION answer (a
+mapping) for VERSION; ``bytes``, printed as is; an exception instance, raised; ``None``: the
+default answer."""
+Handler = Callable[[ExecCall], Answer | Awaitable[Answer]]
 
 
-class FakeDelegate:
-    """Records delegate calls and answers them.
+class FakeExec:
+    """A :class:`~cnisdk.PluginExec` that runs nothing: it records every call and answers it.
 
-    An answer is a result (a mapping in any version, or a result model) for ADD, ``None`` for
-    the other verbs, or an exception instance, which is raised. Unanswered calls get an empty
-    result of the config's version for ADD and succeed otherwise.
+    Give it to :func:`~cnisdk.testing.invoke` (``exec=``), :func:`~cnisdk.handle_request` or a
+    runtime. Every plugin type is "found" (in the first ``CNI_PATH`` directory, which need not
+    exist); who answers a call, first match wins:
+
+    1. ``handler(call)``, if given and it returns something other than ``None``
+       (it may be ``async``);
+    2. the answer set with :meth:`respond` for the call's verb and type;
+    3. a plugin set with :meth:`install` for the type, run in-process through the same
+       pipeline exec mode uses (its own delegations come back here);
+    4. the default: an empty result of the config's version for ADD (libcni reads ``{}`` so),
+       "supports every version" for VERSION, success without output otherwise.
+
+    An exception as the answer is raised: a :class:`~cnisdk.CNIError` is what a plugin that
+    printed that error document would give.
     """
 
     def __init__(self, handler: Handler | None = None) -> None:
-        self.calls: list[DelegateCall] = []
+        self.calls: list[ExecCall] = []
         self._handler = handler
-        self._answers: dict[tuple[str, str], Any] = {}
+        self._answers: dict[tuple[str, str], Answer] = {}
+        self._plugins: dict[str, Plugin[Any]] = {}
 
-    def respond(self, command: str, plugin_type: str, answer: Any) -> None:
+    def respond(self, command: str, plugin_type: str, answer: Answer) -> None:
         """Answer every ``command`` call to ``plugin_type`` with ``answer``."""
         self._answers[(command, plugin_type)] = answer
 
-    async def _call(
-        self,
-        command: str,
-        plugin_type: str,
-        config: Mapping[str, Any] | bytes,
-        environ: Mapping[str, str],
-    ) -> Any:
-        from cnisdk._skel import decode_config_version as _config_version
-        from cnisdk.spec._result import empty_result, parse_result
+    def install(self, plugin_type: str, plugin: Plugin[Any] | type[Plugin[Any]]) -> None:
+        """Run ``plugin`` in-process whenever ``plugin_type`` is called."""
+        self._plugins[plugin_type] = plugin() if isinstance(plugin, type) else plugin
 
-        raw = config if isinstance(config, bytes) else json.dumps(dict(config)).encode()
-        env = {**environ, "CNI_COMMAND": command}
-        call = DelegateCall(command, plugin_type, json.loads(raw), env)
+    def find_plugin(self, plugin_type: str, paths: Sequence[str]) -> str:
+        """``<first path>/<plugin_type>``, after Go's checks of the name and the path list."""
+        from cnisdk._invoke import PluginNotFoundError
+
+        if plugin_type == "":
+            raise PluginNotFoundError("no plugin name provided")
+        if os.sep in plugin_type:
+            raise PluginNotFoundError(f"invalid plugin name: {plugin_type}")
+        if not paths:
+            raise PluginNotFoundError("no paths provided")
+        return os.path.join(paths[0], plugin_type)
+
+    async def exec_plugin(
+        self,
+        path: str,
+        environ: Mapping[str, str],
+        stdin: bytes,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> bytes:
+        """Record the call and answer it (see the class). ``timeout`` bounds a handler's or an
+        installed plugin's run, as it bounds a real plugin process."""
+        import anyio
+
+        try:
+            config = json.loads(stdin)
+        except ValueError:
+            config = None
+        call = ExecCall(
+            command=environ.get("CNI_COMMAND", ""),
+            plugin_type=os.path.basename(path),
+            config=config,
+            stdin=stdin,
+            environ=dict(environ),
+        )
         self.calls.append(call)
+        try:
+            with anyio.fail_after(timeout):
+                return await self._answer(call)
+        except TimeoutError:
+            raise TimeoutError(f"plugin {path} timed out after {timeout:g}s") from None
+
+    async def _answer(self, call: ExecCall) -> bytes:
+        answer: Answer = None
         if self._handler is not None:
             answer = self._handler(call)
-        else:
-            answer = self._answers.get((command, plugin_type))
+            if inspect.isawaitable(answer):
+                answer = await answer
+        if answer is None:
+            answer = self._answers.get((call.command, call.plugin_type))
+        if answer is None and call.plugin_type in self._plugins:
+            return await self._run_installed(self._plugins[call.plugin_type], call)
         if isinstance(answer, BaseException):
             raise answer
-        if command != "ADD":
-            return None
-        version = _config_version(raw)
-        if answer is None:
-            return empty_result(version)
-        if isinstance(answer, Mapping):
-            doc = dict(answer)
-            return parse_result(doc, doc.get("cniVersion") or version)
+        return _encode(call.command, answer)
+
+    async def _run_installed(self, plugin: Plugin[Any], call: ExecCall) -> bytes:
+        from cnisdk._invoke import error_from_output
+        from cnisdk._skel import handle_request
+
+        response = await handle_request(plugin, call.environ, call.stdin, exec=self)
+        if response.exit_code != 0:
+            raise error_from_output(response.exit_code, response.stdout, response.stderr)
+        return response.stdout
+
+
+def _encode(command: str, answer: Answer) -> bytes:
+    if isinstance(answer, bytes):
         return answer
+    if answer is None:
+        if command == "ADD":
+            return b"{}"
+        if command == "VERSION":
+            from cnisdk.spec._versions import ALL_VERSIONS, CURRENT_VERSION
 
+            answer = {"cniVersion": CURRENT_VERSION, "supportedVersions": list(ALL_VERSIONS)}
+        else:
+            return b""
+    if isinstance(answer, Mapping):
+        return json.dumps(dict(answer)).encode()
+    from cnisdk.spec._result import result_to_json
 
-@contextmanager
-def fake_delegation(handler: Handler | None = None) -> Iterator[FakeDelegate]:
-    """Patch ``cnisdk._invoke.delegate_*`` for the duration of the ``with`` block."""
-    fake = FakeDelegate(handler)
-
-    def verb(command: str) -> Callable[..., Any]:
-        async def delegate(
-            plugin_type: str,
-            config: Mapping[str, Any] | bytes,
-            *,
-            environ: Mapping[str, str],
-            timeout: float | None = None,  # noqa: ASYNC109
-        ) -> Any:
-            return await fake._call(command, plugin_type, config, environ)
-
-        return delegate
-
-    names = {
-        "delegate_add": "ADD",
-        "delegate_check": "CHECK",
-        "delegate_delete": "DEL",
-        "delegate_gc": "GC",
-        "delegate_status": "STATUS",
-    }
-    with ExitStack() as stack:
-        for name, command in names.items():
-            stack.enter_context(mock.patch(f"cnisdk._invoke.{name}", verb(command)))
-        yield fake
+    return result_to_json(answer)

@@ -7,16 +7,24 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnisdk._plugin import Plugin
 from cnisdk._skel import handle_request
 from cnisdk.spec._errors import CNIError
 from cnisdk.spec._result import AnyResult, parse_result
 
-__all__ = ["Invocation", "cni_env", "invoke", "invoke_subprocess"]
+if TYPE_CHECKING:
+    from cnisdk._invoke import PluginExec
 
-DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni")
+__all__ = ["NO_PLUGINS", "Invocation", "cni_env", "invoke", "invoke_subprocess"]
+
+#: The kit's default ``CNI_PATH``: not empty (Go's skel requires ``CNI_PATH`` for ADD, CHECK,
+#: DEL, GC and STATUS), yet no plugin can be found there, because ``/dev/null`` is not a
+#: directory and nothing can be created under it. A test that forgets its fake therefore
+#: cannot run a plugin installed on the host; one that wants real plugins passes
+#: ``cni_path=`` (e.g. the ``cni_bin_dir`` fixture's answer).
+NO_PLUGINS = ("/dev/null",)
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,15 @@ def cni_env(
     netns: str = "",
     ifname: str = "eth0",
     args: str | Mapping[str, str] = "",
-    cni_path: Sequence[str] = DEFAULT_CNI_PATH,
+    cni_path: Sequence[str] = NO_PLUGINS,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The ``CNI_*`` environment a runtime sets for ``command`` (all keys present, as libcni)."""
+    """The ``CNI_*`` environment a runtime sets for ``command`` (all keys present, as libcni).
+
+    :param cni_path: the plugin directories; the default, ``/dev/null``, satisfies Go's
+        skel but holds no plugin, so nothing installed on the host runs unless a test asks
+        for it here.
+    """
     raw_args = args if isinstance(args, str) else ";".join(f"{k}={v}" for k, v in args.items())
     env = {
         "CNI_COMMAND": command,
@@ -91,6 +104,7 @@ async def invoke(
     config: Mapping[str, Any] | bytes | str,
     *,
     env: Mapping[str, str] | None = None,
+    exec: PluginExec | None = None,
     **env_options: Any,
 ) -> Invocation:
     """Run ``plugin`` in this process through the same pipeline exec mode uses.
@@ -98,11 +112,14 @@ async def invoke(
     :param config: the stdin config (a mapping is serialised to JSON).
     :param env: the full environment; if omitted, built by :func:`cni_env` from
         ``env_options`` (``netns=``, ``container_id=``, ``ifname=``, ``args=``, ``cni_path=``).
+    :param exec: what the plugin's delegations (``ctx.delegate_*``) go to, typically a
+        :class:`FakeExec`; default: binaries on ``CNI_PATH``, of which the default
+        ``CNI_PATH`` has none.
     """
     instance = plugin() if isinstance(plugin, type) else plugin
     data, version = _stdin(config)
     environ = dict(env) if env is not None else cni_env(command, **env_options)
-    response = await handle_request(instance, environ, data)
+    response = await handle_request(instance, environ, data, exec=exec)
     return Invocation(response.exit_code, response.stdout, response.stderr, version)
 
 

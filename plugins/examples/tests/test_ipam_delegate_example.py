@@ -11,7 +11,7 @@ from cnisdk_examples.ipam_delegate import IPAMDelegate
 from example_kit import ip, prev_result
 
 from cnisdk import CNIError
-from cnisdk.testing import fake_delegation, invoke, require_netns, temporary_netns
+from cnisdk.testing import FakeExec, invoke, require_netns, temporary_netns
 
 pytestmark = pytest.mark.anyio
 
@@ -68,11 +68,14 @@ async def test_add_check_del_with_host_local(tmp_path: Path) -> None:
 @pytest.mark.netns
 async def test_failed_add_releases_the_addresses(tmp_path: Path) -> None:
     require_netns()
-    with temporary_netns() as path, fake_delegation() as fake:  # no eth0 in this namespace
-        fake.respond(
-            "ADD", "host-local", {"cniVersion": "1.0.0", "ips": [{"address": "10.77.0.9/24"}]}
-        )
-        outcome = await invoke(IPAMDelegate, "ADD", config(path, tmp_path), netns=path)
+    fake = FakeExec()
+    fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [{"address": "10.77.0.9/24"}]})
+    with temporary_netns() as path:  # no eth0 in this namespace
+        outcome = await invoke(IPAMDelegate, "ADD", config(path, tmp_path), netns=path, exec=fake)
         assert isinstance(outcome.error, CNIError)
         assert "no interface 'eth0'" in outcome.error.msg
-    assert [call.command for call in fake.calls] == ["ADD", "DEL"]
+    assert [(call.command, call.plugin_type) for call in fake.calls] == [
+        ("ADD", "host-local"),
+        ("DEL", "host-local"),
+    ]
+    assert fake.calls[1].config["ipam"]["type"] == "host-local"
