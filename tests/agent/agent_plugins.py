@@ -26,8 +26,7 @@ class Slow(Plugin[NetConf]):
         if isinstance(marker, str):
             await anyio.Path(marker).write_text(ctx.container_id)
         await anyio.sleep(float(extra.get("sleep", 0)))
-        assert ctx.prev_result is not None
-        return ctx.prev_result
+        return ctx.require_prev_result()
 
 
 class Boom(Plugin[NetConf]):
@@ -42,10 +41,7 @@ class NetnsProbe(Plugin[NetConf]):
     named ``inside`` when that function ran in ``CNI_NETNS``."""
 
     async def add(self, ctx: Context[NetConf]) -> Result:
-        netns = ctx.netns
-        if netns is None:
-            raise RuntimeError("no namespace")
-        inside = await netns.run(os.stat, "/proc/thread-self/ns/net")
+        inside = await ctx.require_netns().run(os.stat, "/proc/thread-self/ns/net")
         target = os.stat(ctx.netns_path)
         same = (inside.st_dev, inside.st_ino) == (target.st_dev, target.st_ino)
         return Result(

@@ -67,12 +67,12 @@ class GCStatus(Plugin[GCStatusConfig]):
     about = "CNI plugin gc-status-example (cnisdk example): GC and STATUS"
 
     async def add(self, ctx: Context[GCStatusConfig]) -> Result:
-        assert ctx.prev_result is not None  # guaranteed by `chained = True`
+        prev = ctx.require_prev_result()  # always there: `chained = True` made sure
         record = {"containerID": ctx.container_id, "ifname": ctx.ifname, "netns": ctx.netns_path}
         path = state_file(ctx.config, Attachment(ctx.container_id, ctx.ifname))
         write_atomically(path, json.dumps(record).encode())
         ctx.log.info("recorded %s", path)
-        return ctx.prev_result
+        return prev
 
     async def delete(self, ctx: Context[GCStatusConfig]) -> None:
         # DEL needs no namespace; missing_ok: a second DEL succeeds too.

@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 
 from cnisdk import CNIError, Context, ErrorCode, IPConfig, NetConf, Plugin, Result
+from cnisdk_examples._links import link_index
 
 
 def ipam_type(config: NetConf) -> str:
@@ -56,7 +57,7 @@ class IPAMDelegate(Plugin[NetConf]):
     about = "CNI plugin ipam-delegate-example (cnisdk example): addresses from an IPAM plugin"
 
     async def add(self, ctx: Context[NetConf]) -> Result:
-        assert ctx.prev_result is not None  # guaranteed by `chained = True`
+        result = ctx.require_prev_result()  # always there: `chained = True` made sure
         ipam = ipam_type(ctx.config)
 
         # 1. Ask IPAM. Like Go plugins, pass our own stdin on: IPAM reads its "ipam" section.
@@ -79,7 +80,6 @@ class IPAMDelegate(Plugin[NetConf]):
             raise
 
         # 3. Merge into the previous result: each IP points at the container's interface.
-        result = ctx.prev_result
         index = interface_index(result, ctx.ifname)
         for ip in allocated.ips:
             result.ips.append(ip.model_copy(update={"interface": index}))
@@ -89,13 +89,8 @@ class IPAMDelegate(Plugin[NetConf]):
         return result
 
     async def _configure(self, ctx: Context[NetConf], allocated: Result) -> None:
-        netns = ctx.netns
-        assert netns is not None  # ADD always has CNI_NETNS
-        async with netns.netlink() as ipr:
-            indexes: list[int] = await ipr.link_lookup(ifname=ctx.ifname)
-            if not indexes:
-                raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"no interface {ctx.ifname!r}")
-            link = indexes[0]
+        async with ctx.require_netns().netlink() as ipr:  # ADD always has a namespace
+            link = await link_index(ipr, ctx.ifname)
             for ip in allocated.ips:
                 addr = ipaddress.ip_interface(ip.address)
                 await ipr.addr(
@@ -129,9 +124,7 @@ class IPAMDelegate(Plugin[NetConf]):
             for ip in ctx.prev_result.ips
             if ip.interface == index
         }
-        netns = ctx.netns
-        assert netns is not None  # CHECK always has CNI_NETNS
-        async with netns.netlink() as ipr:
+        async with ctx.require_netns().netlink() as ipr:  # CHECK always has a namespace
             indexes: list[int] = await ipr.link_lookup(ifname=ctx.ifname)
             present = {
                 ipaddress.ip_interface(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}")

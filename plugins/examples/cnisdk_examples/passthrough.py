@@ -16,16 +16,16 @@ class Passthrough(Plugin[NetConf]):
     about = "CNI plugin passthrough (cnisdk example)"
 
     async def add(self, ctx: Context[NetConf]) -> Result:
-        assert ctx.prev_result is not None  # guaranteed by `chained = True`
+        prev = ctx.require_prev_result()  # always there: `chained = True` made sure
         ctx.log.info(
             "ADD container=%s ifname=%s version=%s: %d interface(s), %d IP(s)",
             ctx.container_id,
             ctx.ifname,
             ctx.cni_version,
-            len(ctx.prev_result.interfaces),
-            len(ctx.prev_result.ips),
+            len(prev.interfaces),
+            len(prev.ips),
         )
-        return ctx.prev_result
+        return prev
 
     async def delete(self, ctx: Context[NetConf]) -> None:
         ctx.log.info("DEL container=%s ifname=%s", ctx.container_id, ctx.ifname)

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from cnisdk import CNIError, Context, ErrorCode, NetConf, Plugin, Result, Route
+from cnisdk_examples._links import link_index
 
 
 class RoutesConfig(NetConf):
@@ -55,18 +56,16 @@ class Routes(Plugin[RoutesConfig]):
     about = "CNI plugin routes-example (cnisdk example): static routes in the container"
 
     async def add(self, ctx: Context[RoutesConfig]) -> Result:
-        assert ctx.prev_result is not None  # guaranteed by `chained = True`
-        netns = ctx.netns
-        assert netns is not None  # ADD always has CNI_NETNS
-        async with netns.netlink() as ipr:
-            index = await _link_index(ipr, ctx.ifname)
+        prev = ctx.require_prev_result()  # always there: `chained = True` made sure
+        async with ctx.require_netns().netlink() as ipr:  # ADD always has a namespace
+            index = await link_index(ipr, ctx.ifname)
             for route in ctx.config.routes:
                 # "replace" rather than "add": a retried ADD must not fail on its own routes.
                 await ipr.route("replace", **_netlink_args(route, index))
                 ctx.log.info("route %s via %s dev %s", route.dst, route.gw, ctx.ifname)
         # Report the routes in the result, so the runtime (and later plugins) know of them.
-        ctx.prev_result.routes.extend(r.model_copy() for r in ctx.config.routes)
-        return ctx.prev_result
+        prev.routes.extend(r.model_copy() for r in ctx.config.routes)
+        return prev
 
     async def delete(self, ctx: Context[RoutesConfig]) -> None:
         # DEL must succeed when there is nothing to do: the runtime may call it twice, or
@@ -90,10 +89,8 @@ class Routes(Plugin[RoutesConfig]):
                         raise
 
     async def check(self, ctx: Context[RoutesConfig]) -> None:
-        netns = ctx.netns
-        assert netns is not None  # CHECK always has CNI_NETNS
-        async with netns.netlink() as ipr:
-            index = await _link_index(ipr, ctx.ifname)
+        async with ctx.require_netns().netlink() as ipr:  # CHECK always has a namespace
+            index = await link_index(ipr, ctx.ifname)
             present = {
                 (msg.get("RTA_DST"), msg["dst_len"])
                 async for msg in await ipr.route("dump", oif=index)
@@ -102,11 +99,3 @@ class Routes(Plugin[RoutesConfig]):
             dst = ipaddress.ip_network(route.dst, strict=False)
             if (str(dst.network_address), dst.prefixlen) not in present:
                 raise CNIError(ErrorCode.INTERNAL, f"route to {dst} via {ctx.ifname} is missing")
-
-
-async def _link_index(ipr: Any, ifname: str) -> int:
-    """The interface index of ``ifname``. :raises CNIError: code 7 if there is none."""
-    indexes: list[int] = await ipr.link_lookup(ifname=ifname)
-    if not indexes:
-        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"no interface {ifname!r} in the netns")
-    return indexes[0]

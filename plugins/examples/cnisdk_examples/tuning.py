@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from cnisdk import CNIError, Context, ErrorCode, NetConf, Plugin, Result
+from cnisdk_examples._links import link_index
 
 # Only network sysctls: they are the ones that belong to a network namespace. Anything else
 # (kernel.*, vm.*) would change the whole host. Each part is a plain name, never "..".
@@ -76,9 +76,8 @@ class Tuning(Plugin[TuningConfig]):
     about = "CNI plugin tuning-example (cnisdk example): sysctls and MTU"
 
     async def add(self, ctx: Context[TuningConfig]) -> Result:
-        assert ctx.prev_result is not None  # guaranteed by `chained = True`
-        netns = ctx.netns
-        assert netns is not None  # ADD always has CNI_NETNS (the skel checks it)
+        prev = ctx.require_prev_result()  # always there: `chained = True` made sure
+        netns = ctx.require_netns()  # ADD always has a namespace (the skel checks CNI_NETNS)
 
         # Build (and validate) every path before changing anything.
         values = {sysctl_path(k, ctx.ifname): v for k, v in ctx.config.sysctl.items()}
@@ -89,19 +88,18 @@ class Tuning(Plugin[TuningConfig]):
 
         if ctx.config.mtu is not None:
             async with netns.netlink() as ipr:
-                index = await _link_index(ipr, ctx.ifname)
+                index = await link_index(ipr, ctx.ifname)
                 await ipr.link("set", index=index, mtu=ctx.config.mtu)
             # Keep the result truthful: the interface entry now has the new MTU.
-            for iface in ctx.prev_result.interfaces:
+            for iface in prev.interfaces:
                 if iface.name == ctx.ifname and iface.sandbox:
                     iface.mtu = ctx.config.mtu
             ctx.log.info("set MTU of %s to %d", ctx.ifname, ctx.config.mtu)
 
-        return ctx.prev_result  # converted back to the config's cniVersion by the SDK
+        return prev  # converted back to the config's cniVersion by the SDK
 
     async def check(self, ctx: Context[TuningConfig]) -> None:
-        netns = ctx.netns
-        assert netns is not None  # CHECK always has CNI_NETNS
+        netns = ctx.require_netns()  # CHECK always has a namespace
         wanted = {sysctl_path(k, ctx.ifname): v for k, v in ctx.config.sysctl.items()}
         actual = await netns.run(read_sysctls, list(wanted))
         for path, value in wanted.items():
@@ -111,7 +109,7 @@ class Tuning(Plugin[TuningConfig]):
                 )
         if ctx.config.mtu is not None:
             async with netns.netlink() as ipr:
-                index = await _link_index(ipr, ctx.ifname)
+                index = await link_index(ipr, ctx.ifname)
                 (link,) = await ipr.link("get", index=index)
                 mtu = link.get("IFLA_MTU")
             if mtu != ctx.config.mtu:
@@ -122,11 +120,3 @@ class Tuning(Plugin[TuningConfig]):
     # DEL: nothing to undo. The sysctls and the MTU belong to the container's namespace and
     # go away with it. (Go's tuning also restores values on DEL, for interfaces that outlive
     # the container; that needs state, see gc_status.py for a plugin that keeps some.)
-
-
-async def _link_index(ipr: Any, ifname: str) -> int:
-    """The interface index of ``ifname``. :raises CNIError: code 7 if there is none."""
-    indexes: list[int] = await ipr.link_lookup(ifname=ifname)
-    if not indexes:
-        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"no interface {ifname!r} in the netns")
-    return indexes[0]

@@ -65,8 +65,7 @@ class IstioRedirect(Plugin[IstioRedirectConfig]):
         return config.effective_log_level, None
 
     async def add(self, ctx: Context[IstioRedirectConfig]) -> Result:
-        prev = ctx.prev_result
-        assert prev is not None  # chained: the skel refuses ADD without a prevResult
+        prev = ctx.require_prev_result()  # chained: the skel refused ADD without one
         decided = await self._decide(ctx)
         if decided is None:
             return prev
@@ -226,7 +225,7 @@ async def _pod_families(
 async def _namespace_addresses(
     ctx: Context[IstioRedirectConfig],
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    netns = _require_netns(ctx)
+    netns = ctx.require_netns()
     completed = await netns.run_process(["ip", "-j", "addr", "show"], timeout=10)
     if completed.returncode != 0:
         raise CNIError(ErrorCode.INTERNAL, f"ip addr failed: {completed.stderr.decode().strip()}")
@@ -237,15 +236,8 @@ async def _namespace_addresses(
     return found
 
 
-def _require_netns(ctx: Context[IstioRedirectConfig]) -> Any:
-    netns = ctx.netns
-    if netns is None:
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT_VARIABLES, "CNI_NETNS is not set")
-    return netns
-
-
 def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
-    netns = _require_netns(ctx)
+    netns = ctx.require_netns()
 
     # Legacy iptables locks on the pod's own namespace file, not the host's
     # /run/xtables.lock, so pod set-up never waits on kube-proxy (as Istio does).
@@ -262,7 +254,7 @@ def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
 
 def _legacy_tables(ctx: Context[IstioRedirectConfig]) -> Any:
     """The ``LegacyTablesProbe`` for the pod netns: one thread, no exec."""
-    netns = _require_netns(ctx)
+    netns = ctx.require_netns()
 
     async def probe(family: Family) -> bool:
         return bool(await netns.run(_legacy_tables_listed, family))
@@ -361,7 +353,7 @@ async def _apply_netlink(
         return
     from cnisdk_istio_redirect._netlink import apply_links
 
-    await apply_links(_require_netns(ctx), rules, routes, addresses)
+    await apply_links(ctx.require_netns(), rules, routes, addresses)
 
 
 async def _verify_netlink(
@@ -372,7 +364,7 @@ async def _verify_netlink(
         return []
     from cnisdk_istio_redirect._netlink import verify_links
 
-    return await verify_links(_require_netns(ctx), rules, routes, addresses)
+    return await verify_links(ctx.require_netns(), rules, routes, addresses)
 
 
 def _link_state(
