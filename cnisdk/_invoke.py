@@ -53,6 +53,7 @@ __all__ = [
     "PluginExecError",
     "PluginNotFoundError",
     "VersionInfo",
+    "check_plugin_lookup",
     "decode_version_info",
     "delegate_add",
     "delegate_check",
@@ -165,6 +166,19 @@ def split_cni_path(value: str) -> list[str]:
     return value.split(os.pathsep) if value else []
 
 
+def check_plugin_lookup(plugin_type: str, paths: Sequence[str]) -> None:
+    """What Go's ``FindInPath`` refuses before it looks: no name, a name with ``/``, no paths.
+
+    :raises PluginNotFoundError: with Go's messages.
+    """
+    if plugin_type == "":
+        raise PluginNotFoundError("no plugin name provided")
+    if os.sep in plugin_type:
+        raise PluginNotFoundError(f"invalid plugin name: {plugin_type}")
+    if not paths:
+        raise PluginNotFoundError("no paths provided")
+
+
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
     """Find a plugin binary as Go's ``invoke.FindInPath`` does.
 
@@ -173,12 +187,7 @@ def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
         symlinks) named ``plugin_type`` wins.
     :raises PluginNotFoundError: with Go's messages (``failed to find plugin "x" in path [/a /b]``).
     """
-    if plugin_type == "":
-        raise PluginNotFoundError("no plugin name provided")
-    if os.sep in plugin_type:
-        raise PluginNotFoundError(f"invalid plugin name: {plugin_type}")
-    if not paths:
-        raise PluginNotFoundError("no paths provided")
+    check_plugin_lookup(plugin_type, paths)
     for directory in paths:
         candidate = os.path.join(directory, plugin_type)
         try:
@@ -337,18 +346,8 @@ class HostExec:
     """The :class:`PluginExec` that runs the host's binaries: :func:`find_plugin` and
     :func:`exec_plugin` (Go's ``DefaultExec``)."""
 
-    def find_plugin(self, plugin_type: str, paths: Sequence[str]) -> str:
-        return find_plugin(plugin_type, paths)
-
-    async def exec_plugin(
-        self,
-        path: str,
-        environ: Mapping[str, str],
-        stdin: bytes,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> bytes:
-        return await exec_plugin(path, environ, stdin, timeout=timeout)
+    find_plugin = staticmethod(find_plugin)
+    exec_plugin = staticmethod(exec_plugin)
 
 
 #: What every function here uses when given no ``exec``.

@@ -87,14 +87,9 @@ class FakeExec:
 
     def find_plugin(self, plugin_type: str, paths: Sequence[str]) -> str:
         """``<first path>/<plugin_type>``, after Go's checks of the name and the path list."""
-        from cnisdk._invoke import PluginNotFoundError
+        from cnisdk._invoke import check_plugin_lookup
 
-        if plugin_type == "":
-            raise PluginNotFoundError("no plugin name provided")
-        if os.sep in plugin_type:
-            raise PluginNotFoundError(f"invalid plugin name: {plugin_type}")
-        if not paths:
-            raise PluginNotFoundError("no paths provided")
+        check_plugin_lookup(plugin_type, paths)
         return os.path.join(paths[0], plugin_type)
 
     async def exec_plugin(
