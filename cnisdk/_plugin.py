@@ -159,8 +159,9 @@ class Context(Generic[ConfigT]):
             chained plugin`` for ADD and ``Required prevResult missing`` for the other verbs.
         """
         if self.prev_result is None:
-            msg = "must be called as chained plugin" if self.command == "ADD" else None
-            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, msg or "Required prevResult missing")
+            if self.command == "ADD":
+                raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "must be called as chained plugin")
+            raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "Required prevResult missing")
         return self.prev_result
 
     def require_netns(self) -> NetNS:

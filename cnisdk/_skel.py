@@ -140,7 +140,7 @@ async def _dispatch(
     # before the error; checking first keeps the output one document. Decided here only:
     # the request carries the decision, and opening the namespace for the plugin never
     # decides it again.
-    override = netns_override(environ)
+    override = _netns_override(environ)
     if command in ("ADD", "DEL") and not override:
         _refuse_own_netns(environ.get("CNI_NETNS", ""))
     request = Request(
@@ -363,7 +363,7 @@ def _check_verb_version(command: str, data: bytes, plugin: Plugin[Any]) -> None:
     raise CNIError(ErrorCode.INCOMPATIBLE_CNI_VERSION, f"plugin version does not allow {command}")
 
 
-def netns_override(environ: Mapping[str, str]) -> bool:
+def _netns_override(environ: Mapping[str, str]) -> bool:
     """Whether ``CNI_NETNS_OVERRIDE`` lets ``CNI_NETNS`` be the plugin's own namespace.
 
     Newest Go skel's rule, to the letter: ``1``, or ``true`` in any case; nothing is stripped,
