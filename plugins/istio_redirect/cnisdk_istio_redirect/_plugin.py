@@ -22,12 +22,7 @@ from cnisdk_istio_redirect._decision import (
     redirect_spec_for,
     skip_reason,
 )
-from cnisdk_istio_redirect._iptables_rules import (
-    Family,
-    LoopbackAddress,
-    PolicyRoute,
-    PolicyRule,
-)
+from cnisdk_istio_redirect._iptables_rules import Family
 from cnisdk_istio_redirect._pod import pod_info_from_api
 from cnisdk_istio_redirect._redirect import RedirectSpec
 
@@ -354,36 +349,17 @@ async def _apply_netlink(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> None:
     """TPROXY policy routing and the IPv6 ``::6`` passthrough source, through netlink."""
-    rules, routes, addresses = _link_state(spec, families)
-    if not (rules or routes or addresses):
-        return
-    from cnisdk_istio_redirect._netlink import apply_links
+    from cnisdk_istio_redirect._netlink import apply_links, link_state
 
-    await apply_links(_require_netns(ctx), rules, routes, addresses)
+    state = link_state(spec, families)
+    if state:
+        await apply_links(_require_netns(ctx), state)
 
 
 async def _verify_netlink(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> list[str]:
-    rules, routes, addresses = _link_state(spec, families)
-    if not (rules or routes or addresses):
-        return []
-    from cnisdk_istio_redirect._netlink import verify_links
+    from cnisdk_istio_redirect._netlink import link_state, verify_links
 
-    return await verify_links(_require_netns(ctx), rules, routes, addresses)
-
-
-def _link_state(
-    spec: RedirectSpec, families: tuple[Family, ...]
-) -> tuple[list[PolicyRule], list[PolicyRoute], list[LoopbackAddress]]:
-    """The policy rules, routes and ``lo`` addresses ``spec`` needs in ``families``."""
-    from cnisdk_istio_redirect._iptables_rules import (
-        loopback_addresses,
-        policy_routes,
-        policy_rules,
-    )
-
-    rules = [r for f in families for r in policy_rules(spec, f)]
-    routes = [r for f in families for r in policy_routes(spec, f)]
-    addresses = [a for f in families for a in loopback_addresses(spec, f)]
-    return rules, routes, addresses
+    state = link_state(spec, families)
+    return await verify_links(_require_netns(ctx), state) if state else []
