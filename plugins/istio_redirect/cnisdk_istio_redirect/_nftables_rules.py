@@ -8,11 +8,14 @@ construction and ``nft -f`` applies it as one transaction. The rule texts and th
 
 As in the iptables rules, each rule is written once: a rule with an address in it is a
 template expanded per family in use (``_Builder.versioned``, Istio's rule plus its
-``V6RuleIfSupported`` twin), owner rules loop over ``proxy_owners``.
+``V6RuleIfSupported`` twin), owner rules loop over ``proxy_owners``. :func:`delete_tables` is
+the one way our tables are removed (before an apply, on removal, for the verify scratch
+tables).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._iptables_rules import (
@@ -30,6 +33,7 @@ __all__ = [
     "NFT_TABLES",
     "NftRule",
     "build_nft_rules",
+    "delete_tables",
     "nft_tables_used",
     "render_nftables",
 ]
@@ -270,6 +274,18 @@ def _dns(b: _Builder, spec: RedirectSpec) -> None:
     b.add(RAW, "prerouting", "counter jump istio-inbound")
     b.add(RAW, "istio-output-dns", f"udp dport {DNS_PORT} counter ct zone set {CLIENT_DNS_ZONE}")
     b.add(RAW, "istio-inbound", f"udp sport {DNS_PORT} counter ct zone set {UPSTREAM_DNS_ZONE}")
+
+
+def delete_tables(tables: Iterable[str]) -> str:
+    """``nft -f`` lines that delete the ``inet`` tables named, whether or not they exist.
+
+    ``add table`` comes first so ``delete table`` never fails on an absent table; inside one
+    ``nft -f`` transaction the pair leaves the table gone either way.
+
+    :param tables: table names.
+    :returns: the lines, newline-terminated.
+    """
+    return "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in tables)
 
 
 def nft_tables_used(spec: RedirectSpec, ipv6: bool) -> list[str]:

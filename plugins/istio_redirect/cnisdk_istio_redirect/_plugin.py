@@ -300,25 +300,25 @@ async def _apply(
         # The packet-filter rules are in but the policy routing is not: TPROXY would mark
         # packets nothing delivers. Fail closed *and* clean, as for a failed restore.
         with anyio.CancelScope(shield=True):
-            await _remove_rules(ctx, runner, families)
+            await _remove_rules(ctx, runner, spec, families)
         raise
 
 
 async def _remove_rules(
-    ctx: Context[IstioRedirectConfig], runner: Any, families: tuple[Family, ...]
+    ctx: Context[IstioRedirectConfig],
+    runner: Any,
+    spec: RedirectSpec,
+    families: tuple[Family, ...],
 ) -> None:
     """Best-effort removal of everything ``_apply`` installed (the error in flight wins)."""
     from cnisdk_istio_redirect import _apply as apply_mod
 
     try:
         if ctx.config.native_nftables:
-            from cnisdk_istio_redirect._nftables_rules import NFT_TABLES
-
-            script = "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in NFT_TABLES)
-            await runner(["nft", "-f", "-"], script.encode())
+            await apply_mod.remove_nftables(runner)
         else:
             await apply_mod.remove_iptables(
-                runner, families, _backend(ctx.config), _legacy_tables(ctx)
+                runner, spec, families, _backend(ctx.config), _legacy_tables(ctx)
             )
     except Exception as exc:
         ctx.log.error("could not remove the redirect rules after a failed ADD: %s", exc)
