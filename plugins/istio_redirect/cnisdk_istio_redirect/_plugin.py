@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -238,19 +238,9 @@ def _require_netns(ctx: Context[IstioRedirectConfig]) -> Any:
 
 
 def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
-    netns = _require_netns(ctx)
+    from cnisdk_istio_redirect._runner import netns_runner
 
-    # Legacy iptables locks on the pod's own namespace file, not the host's
-    # /run/xtables.lock, so pod set-up never waits on kube-proxy (as Istio does).
-    env = {**_TOOL_ENV, "XTABLES_LOCKFILE": netns.path}
-
-    async def run(argv: Sequence[str], input: bytes | None = None) -> tuple[int, bytes, bytes]:
-        completed = await netns.run_process(
-            list(argv), input=input, env=env, timeout=60, hide_nsswitch=True
-        )
-        return completed.returncode, completed.stdout, completed.stderr
-
-    return run
+    return netns_runner(_require_netns(ctx), ctx.log)
 
 
 def _legacy_tables(ctx: Context[IstioRedirectConfig]) -> Any:
@@ -275,11 +265,6 @@ def _legacy_tables_listed(family: Family) -> bool:
         return False
     except OSError:
         return True
-
-
-# iptables/nft need no locale or lookups; a fixed PATH keeps the runtime's PATH from choosing
-# which binaries run as root.
-_TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
 async def _apply(
