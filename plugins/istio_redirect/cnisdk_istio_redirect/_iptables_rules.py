@@ -31,6 +31,7 @@ __all__ = [
     "build_rules",
     "chains_in_order",
     "final_chain_rules",
+    "inbound_ports",
     "proxy_owners",
     "render_iptables",
     "split_cidrs",
@@ -157,6 +158,21 @@ def split_cidrs(values: Sequence[str]) -> dict[Family, _Ranges]:
     }
 
 
+def inbound_ports(spec: RedirectSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
+    """Which inbound ports return early and which are captured, as Istio decides it.
+
+    With ``*`` every port not excluded is captured; an explicit include list captures those
+    ports and ignores the exclude list; an empty one captures nothing.
+
+    :param spec: what to redirect.
+    :returns: ``(returned, captured)``; ``None`` in ``captured`` stands for every port.
+    """
+    include = spec.include_inbound_ports
+    if CAPTURE_ALL in include:
+        return spec.exclude_inbound_ports, (None,)
+    return (), tuple(include)
+
+
 class _Builder:
     """Collects rules in insertion order; mirrors the shape of Istio's rule builder.
 
@@ -272,8 +288,8 @@ def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
 
 
 def _inbound(b: _Builder, spec: RedirectSpec, addr: FamilyAddresses) -> None:
-    include = spec.include_inbound_ports
-    if not include:
+    returned, captured = inbound_ports(spec)
+    if not captured:
         return  # "" = no inbound capture at all, not even the PREROUTING jump
     tproxy = spec.mode == "TPROXY"
     table: Table = "mangle" if tproxy else "nat"
@@ -288,14 +304,10 @@ def _inbound(b: _Builder, spec: RedirectSpec, addr: FamilyAddresses) -> None:
             f" -j TPROXY --tproxy-mark {mark}/0xffffffff --on-port {spec.inbound_port}",
         )
     b.append(table, "PREROUTING", f"-p tcp -j {INBOUND}")
-    if CAPTURE_ALL in include:
-        for skipped in spec.exclude_inbound_ports:
-            b.append(table, INBOUND, f"-p tcp --dport {skipped} -j RETURN")
-        port_matches = [""]
-    else:
-        # An explicit include list ignores the exclude list, as in Istio.
-        port_matches = [f"--dport {port} " for port in include]
-    for ports in port_matches:
+    for skipped in returned:
+        b.append(table, INBOUND, f"-p tcp --dport {skipped} -j RETURN")
+    for port in captured:
+        ports = "" if port is None else f"--dport {port} "
         if tproxy:
             established = "-m conntrack --ctstate RELATED,ESTABLISHED"
             b.append("mangle", INBOUND, f"-p tcp {ports}{established} -j {DIVERT}")

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cnisdk_istio_redirect._iptables_rules import ADDRESSES, Family
+from cnisdk_istio_redirect._iptables_rules import ADDRESSES, Family, inbound_ports
 from cnisdk_istio_redirect._redirect import RedirectSpec
 
 __all__ = [
@@ -97,7 +97,8 @@ def link_state(spec: RedirectSpec, families: Iterable[Family]) -> LinkState:
     :returns: the entries; falsy when nothing is needed.
     """
     families = tuple(families)
-    tproxy = spec.mode == "TPROXY" and bool(spec.include_inbound_ports)
+    _, captured = inbound_ports(spec)
+    tproxy = spec.mode == "TPROXY" and bool(captured)
     table = spec.tproxy_route_table
     return LinkState(
         rules=tuple(PolicyRule(f, spec.tproxy_mark, table) for f in families if tproxy),

@@ -24,6 +24,7 @@ from ._iptables_rules import (
     DNS_PORT,
     OUTBOUND_MARK,
     UPSTREAM_DNS_ZONE,
+    inbound_ports,
     proxy_owners,
     split_cidrs,
 )
@@ -223,9 +224,9 @@ def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
 
 
 def _inbound(b: _Builder, spec: RedirectSpec) -> None:
-    include = spec.include_inbound_ports
-    if not include:
-        return
+    returned, captured = inbound_ports(spec)
+    if not captured:
+        return  # "" = no inbound capture at all, not even the PREROUTING jump
     tproxy = spec.mode == "TPROXY"
     table = MANGLE if tproxy else NAT
     if tproxy:
@@ -241,13 +242,10 @@ def _inbound(b: _Builder, spec: RedirectSpec) -> None:
             mark=mark,
         )
     b.add(table, "prerouting", "meta l4proto tcp counter jump istio-inbound")
-    if CAPTURE_ALL in include:
-        for skipped in spec.exclude_inbound_ports:
-            b.add(table, "istio-inbound", f"meta l4proto tcp tcp dport {skipped} counter return")
-        port_matches = [""]
-    else:
-        port_matches = [f"tcp dport {port} " for port in include]
-    for ports in port_matches:
+    for skipped in returned:
+        b.add(table, "istio-inbound", f"meta l4proto tcp tcp dport {skipped} counter return")
+    for port in captured:
+        ports = "" if port is None else f"tcp dport {port} "
         if tproxy:
             established = "ct state related,established"
             b.add(
