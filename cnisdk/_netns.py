@@ -118,47 +118,6 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-_CLONE_NEWNS = 0x00020000
-_MS_BIND = 0x1000
-_MS_REC = 0x4000
-_MS_PRIVATE = 0x40000
-_MS_SLAVE = 0x80000
-_NSSWITCH = b"/etc/nsswitch.conf"
-
-
-def _hide_nsswitch() -> str | None:
-    """Give the calling thread a mount namespace where ``/etc/nsswitch.conf`` is empty.
-
-    Tools started from the thread then resolve user and host names from files only, never
-    through a slow NSS module (LDAP, OS Login): ``iptables -m owner --uid-owner 1337`` looks
-    the name up before it reads it as a number. Only this thread moves (``CLONE_NEWNS``
-    unshares the thread's filesystem context), and the thread is single-use.
-
-    :return: ``None`` on success, else why it was not possible (the caller carries on
-        without it, as Istio does on hosts whose security policy forbids the mount).
-    """
-    import ctypes
-
-    libc = _get_libc()
-
-    def failed(what: str) -> str:
-        err = ctypes.get_errno()
-        return f"{what}: {os.strerror(err)}"
-
-    if not os.path.exists(_NSSWITCH):
-        return None
-    if libc.unshare(_CLONE_NEWNS) != 0:
-        return failed("unshare(CLONE_NEWNS)")
-    # Keep the bind mount out of the host's mount table.
-    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0 and (
-        libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None) != 0
-    ):
-        return failed("making / private")
-    if libc.mount(b"/dev/null", _NSSWITCH, None, _MS_BIND, None) != 0:
-        return failed("bind-mounting /dev/null over /etc/nsswitch.conf")
-    return None
-
-
 def _statfs_type(target: str | int) -> int:
     """``f_type`` of ``statfs(path)`` / ``fstatfs(fd)`` (``os`` has no wrapper for either)."""
     import ctypes
@@ -502,7 +461,7 @@ class NetNS:
         # kill the child; a cancel scope alone would not say which program hung.
         timeout: float = 30.0,  # noqa: ASYNC109
         env: Mapping[str, str] | None = None,
-        hide_nsswitch: bool = False,
+        prepare_thread: Callable[[], object] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run a program inside this namespace (no shell) and collect its output.
 
@@ -515,9 +474,11 @@ class NetNS:
         :param input: bytes for the child's stdin.
         :param timeout: seconds before the child (and its process group) is killed.
         :param env: the child's whole environment; ``None`` inherits ours.
-        :param hide_nsswitch: start the child in a private mount namespace where
-            ``/etc/nsswitch.conf`` is empty, so it does no NSS lookups (best effort: where the
-            mount is refused the child runs as usual).
+        :param prepare_thread: called with no arguments on the single-use thread, inside the
+            namespace, just before the child is started. For per-thread state the child
+            inherits, such as a private mount namespace (``unshare(CLONE_NEWNS)``): the thread
+            ends after the child, so that state never reaches other work. If it raises, no
+            child is started and the exception propagates.
         :return: ``args``, ``returncode``, ``stdout`` and ``stderr``; a non-zero exit status
             is returned, not raised (see :meth:`subprocess.CompletedProcess.check_returncode`).
         :raises NetNSProcessTimeoutError: if ``timeout`` passed (the child was killed).
@@ -537,8 +498,8 @@ class NetNS:
         def spawn() -> subprocess.Popen[bytes]:
             import subprocess
 
-            if hide_nsswitch:
-                _hide_nsswitch()
+            if prepare_thread is not None:
+                prepare_thread()
             proc = subprocess.Popen(
                 args,
                 stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

@@ -511,20 +511,53 @@ def test_require_netns_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
         require_netns()
 
 
+_CLONE_NEWUTS = 0x04000000
+
+
+def _own_hostname(name: str) -> tuple[int, int]:
+    """A ``prepare_thread`` hook: this thread gets its own UTS namespace, named ``name``."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).unshare(_CLONE_NEWUTS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
+    socket.sethostname(name)
+    return _ns_id(SELF_NS)
+
+
 @pytest.mark.netns
 @pytest.mark.anyio
-async def test_run_process_can_hide_nsswitch_from_the_child(handle: NetNS) -> None:
-    nsswitch = anyio.Path("/etc/nsswitch.conf")
-    host_view = await nsswitch.read_bytes()
-    own_mounts = os.stat("/proc/thread-self/ns/mnt").st_ino
-    hidden = await handle.run_process(["cat", "/etc/nsswitch.conf"], hide_nsswitch=True)
-    shown = await handle.run_process(["cat", "/etc/nsswitch.conf"])
-    assert hidden.returncode == 0 and hidden.stdout == b""
-    assert shown.stdout == host_view
-    # Only the single-use thread moved: this thread and the host file are untouched.
-    assert os.stat("/proc/thread-self/ns/mnt").st_ino == own_mounts
-    assert await nsswitch.read_bytes() == host_view
-    assert all(
-        os.stat(f"/proc/self/task/{tid}/ns/mnt").st_ino == own_mounts
-        for tid in os.listdir("/proc/self/task")
-    )
+async def test_run_process_prepare_thread_sets_up_what_the_child_inherits(
+    handle: NetNS,
+) -> None:
+    host_name = socket.gethostname()
+    ran_in: list[tuple[int, int]] = []
+
+    def prepare() -> None:
+        ran_in.append(_own_hostname("cnisdk-prepared"))
+
+    done = await handle.run_process(["cat", "/proc/sys/kernel/hostname"], prepare_thread=prepare)
+    assert (done.returncode, done.stdout) == (0, b"cnisdk-prepared\n")
+    # The hook ran once, on the spawning thread while it was inside the namespace.
+    assert ran_in == [_ns_id(handle.path)]
+    # The state stayed with that single-use thread: ours, and the next child's, are as before.
+    assert socket.gethostname() == host_name
+    plain = await handle.run_process(["cat", "/proc/sys/kernel/hostname"])
+    assert plain.stdout.decode().strip() == host_name
+
+
+@pytest.mark.netns
+@pytest.mark.anyio
+async def test_run_process_prepare_thread_failure_starts_no_child(
+    handle: NetNS, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+
+    def refuse() -> None:
+        raise PermissionError("not here")
+
+    with pytest.raises(PermissionError, match="not here"):
+        await handle.run_process(["touch", str(marker)], prepare_thread=refuse)
+    assert not marker.exists()
+    # The thread went home as usual: the handle keeps working.
+    assert (await handle.run_process(["touch", str(marker)])).returncode == 0
+    assert marker.exists()

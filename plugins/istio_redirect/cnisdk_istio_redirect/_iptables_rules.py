@@ -2,9 +2,14 @@
 
 Everything here is free of I/O: it turns a :class:`~cnisdk_istio_redirect._redirect.RedirectSpec`
 into the ``iptables-restore`` blob istio-iptables would feed to ``iptables-restore --noflush``
-(one per IP family), plus the netlink objects TPROXY and IPv6 need. The rule order and the exact
-option spelling follow Istio's golden files (``cni/pkg/plugin/testdata/*.golden``), so a pod
-redirected by this plugin is indistinguishable from one redirected by istio-cni.
+(one per IP family). The rule order and the exact option spelling follow Istio's golden files
+(``cni/pkg/plugin/testdata/*.golden``), so a pod redirected by this plugin is
+indistinguishable from one redirected by istio-cni.
+
+Each rule is written once. What differs between IPv4 and IPv6 comes from
+:data:`ADDRESSES` (Istio's ``IPVersionSpecific`` placeholder), what exists once per proxy
+owner from :func:`proxy_owners` (Istio's loops over the UID and GID lists); the nftables
+rules use the same two helpers.
 """
 
 from __future__ import annotations
@@ -17,20 +22,17 @@ from typing import Literal
 from ._redirect import CAPTURE_ALL, RedirectSpec
 
 __all__ = [
+    "ADDRESSES",
     "BUILTIN_CHAINS",
     "TABLES",
     "Family",
+    "FamilyAddresses",
     "IptRule",
-    "LoopbackAddress",
-    "PolicyRoute",
-    "PolicyRule",
     "build_rules",
     "chains_in_order",
-    "expected_chains",
     "final_chain_rules",
-    "loopback_addresses",
-    "policy_routes",
-    "policy_rules",
+    "inbound_ports",
+    "proxy_owners",
     "render_iptables",
     "split_cidrs",
 ]
@@ -59,6 +61,39 @@ DROP = "ISTIO_DROP"
 # constants.OutboundMark; not configurable).
 OUTBOUND_MARK = 1338
 DNS_PORT = 53
+# Conntrack zones that keep agent<->upstream and app<->agent DNS flows apart.
+UPSTREAM_DNS_ZONE = 1
+CLIENT_DNS_ZONE = 2
+
+
+@dataclass(frozen=True)
+class FamilyAddresses:
+    """The values a rule names that differ between IPv4 and IPv6."""
+
+    family: Family
+    nft_ip: str
+    """nft's keyword for the address header: ``ip`` or ``ip6``."""
+    loopback: str
+    """Istio's ``HostIPv4LoopbackCidr`` default and its IPv6 twin; the CNI never changes it."""
+    passthrough: str
+    """Envoy binds its inbound passthrough connections to this source (127.0.0.6 / ::6)."""
+    default_route: str
+    """Every destination, for the TPROXY ``local`` route."""
+
+
+ADDRESSES: dict[Family, FamilyAddresses] = {
+    4: FamilyAddresses(4, "ip", "127.0.0.1/32", "127.0.0.6/32", "0.0.0.0/0"),
+    6: FamilyAddresses(6, "ip6", "::1/128", "::6/128", "::/0"),
+}
+
+
+def proxy_owners(spec: RedirectSpec) -> tuple[tuple[Literal["uid", "gid"], int], ...]:
+    """The proxy's owner matches, UID first: Istio adds each owner rule per UID, then per GID.
+
+    :param spec: what to redirect.
+    :returns: ``(("uid", proxy_uid), ("gid", proxy_gid))``.
+    """
+    return (("uid", spec.proxy_uid), ("gid", spec.proxy_gid))
 
 
 @dataclass(frozen=True)
@@ -88,45 +123,6 @@ class IptRule:
         if len(self.args) >= 2 and self.args[-2] == "-j":
             return self.args[-1]
         return None
-
-
-@dataclass(frozen=True)
-class PolicyRule:
-    """``ip [-6] rule add fwmark MARK lookup TABLE`` (TPROXY)."""
-
-    family: Family
-    fwmark: int
-    table: int
-
-
-@dataclass(frozen=True)
-class PolicyRoute:
-    """``ip [-6] route add local DST dev DEV table TABLE`` (TPROXY)."""
-
-    family: Family
-    destination: str
-    device: str
-    table: int
-    route_type: Literal["local"] = "local"
-
-
-@dataclass(frozen=True)
-class LoopbackAddress:
-    """``ip -6 addr add ADDRESS dev lo``: Envoy's IPv6 inbound-passthrough source (``::6``)."""
-
-    family: Family
-    address: str
-    device: str = "lo"
-
-
-def _loopback(family: Family) -> str:
-    # Istio's HostIPv4LoopbackCidr default; the CNI never changes it.
-    return "127.0.0.1/32" if family == 4 else "::1/128"
-
-
-def _passthrough_source(family: Family) -> str:
-    # Envoy binds its inbound passthrough connections to 127.0.0.6 / ::6.
-    return "127.0.0.6/32" if family == 4 else "::6/128"
 
 
 @dataclass(frozen=True)
@@ -162,17 +158,36 @@ def split_cidrs(values: Sequence[str]) -> dict[Family, _Ranges]:
     }
 
 
+def inbound_ports(spec: RedirectSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
+    """Which inbound ports return early and which are captured, as Istio decides it.
+
+    With ``*`` every port not excluded is captured; an explicit include list captures those
+    ports and ignores the exclude list; an empty one captures nothing.
+
+    :param spec: what to redirect.
+    :returns: ``(returned, captured)``; ``None`` in ``captured`` stands for every port.
+    """
+    include = spec.include_inbound_ports
+    if CAPTURE_ALL in include:
+        return spec.exclude_inbound_ports, (None,)
+    return (), tuple(include)
+
+
 class _Builder:
-    """Collects rules in insertion order; mirrors the shape of Istio's rule builder."""
+    """Collects rules in insertion order; mirrors the shape of Istio's rule builder.
+
+    A rule is given as its iptables words in one string; the words are what the kernel and
+    ``iptables-restore`` see, so splitting on whitespace is faithful.
+    """
 
     def __init__(self) -> None:
         self.rules: list[IptRule] = []
 
-    def append(self, table: Table, chain: str, *args: str | int) -> None:
-        self.rules.append(IptRule(table, chain, tuple(str(a) for a in args)))
+    def append(self, table: Table, chain: str, rule: str) -> None:
+        self.rules.append(IptRule(table, chain, tuple(rule.split())))
 
-    def insert(self, table: Table, chain: str, position: int, *args: str | int) -> None:
-        self.rules.append(IptRule(table, chain, tuple(str(a) for a in args), position))
+    def insert(self, table: Table, chain: str, position: int, rule: str) -> None:
+        self.rules.append(IptRule(table, chain, tuple(rule.split()), position))
 
 
 def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
@@ -186,8 +201,7 @@ def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
     if CAPTURE_ALL in spec.exclude_outbound_cidrs:
         raise ValueError("'*' is not allowed in excludeOutboundIPRanges")
     tproxy = spec.mode == "TPROXY"
-    loopback = _loopback(family)
-    uid, gid = spec.proxy_uid, spec.proxy_gid
+    addr = ADDRESSES[family]
     mark = spec.tproxy_mark
     include = split_cidrs(spec.include_outbound_cidrs)
     exclude = split_cidrs(spec.exclude_outbound_cidrs)[family]
@@ -195,335 +209,132 @@ def build_rules(spec: RedirectSpec, family: Family) -> list[IptRule]:
     include_has_loopback = include[4].has_loopback or include[6].has_loopback
     b = _Builder()
 
-    for nic in spec.exclude_interfaces:
-        b.append("nat", "PREROUTING", "-i", nic, "-j", "RETURN")
-        b.append("nat", "OUTPUT", "-o", nic, "-j", "RETURN")
-    if tproxy:
+    for table in ("nat", "mangle") if tproxy else ("nat",):
         for nic in spec.exclude_interfaces:
-            b.append("mangle", "PREROUTING", "-i", nic, "-j", "RETURN")
-            b.append("mangle", "OUTPUT", "-o", nic, "-j", "RETURN")
+            b.append(table, "PREROUTING", f"-i {nic} -j RETURN")
+            b.append(table, "OUTPUT", f"-o {nic} -j RETURN")
     for nic in spec.reroute_virtual_interfaces:
-        b.insert("nat", "PREROUTING", 1, "-i", nic, "-j", "RETURN")
+        b.insert("nat", "PREROUTING", 1, f"-i {nic} -j RETURN")
 
     if spec.invalid_drop:
-        b.append("mangle", "PREROUTING", "-m", "conntrack", "--ctstate", "INVALID", "-j", DROP)
-        b.append("mangle", DROP, "-j", "DROP")
+        b.append("mangle", "PREROUTING", f"-m conntrack --ctstate INVALID -j {DROP}")
+        b.append("mangle", DROP, "-j DROP")
 
-    b.append("nat", INBOUND, "-p", "tcp", "--dport", spec.inbound_tunnel_port, "-j", "RETURN")
-    b.append("nat", REDIRECT, "-p", "tcp", "-j", "REDIRECT", "--to-ports", spec.outbound_port)
-    b.append("nat", IN_REDIRECT, "-p", "tcp", "-j", "REDIRECT", "--to-ports", spec.inbound_port)
+    b.append("nat", INBOUND, f"-p tcp --dport {spec.inbound_tunnel_port} -j RETURN")
+    b.append("nat", REDIRECT, f"-p tcp -j REDIRECT --to-ports {spec.outbound_port}")
+    b.append("nat", IN_REDIRECT, f"-p tcp -j REDIRECT --to-ports {spec.inbound_port}")
 
-    _inbound(b, spec, loopback)
+    _inbound(b, spec, addr)
 
-    b.append("nat", "OUTPUT", "-j", OUTPUT)
+    b.append("nat", "OUTPUT", f"-j {OUTPUT}")
     for port in spec.exclude_outbound_ports:
-        b.append("nat", OUTPUT, "-p", "tcp", "--dport", port, "-j", "RETURN")
-        b.append("nat", OUTPUT, "-p", "udp", "--dport", port, "-j", "RETURN")
-    b.append("nat", OUTPUT, "-o", "lo", "-s", _passthrough_source(family), "-j", "RETURN")
+        for proto in ("tcp", "udp"):
+            b.append("nat", OUTPUT, f"-p {proto} --dport {port} -j RETURN")
+    b.append("nat", OUTPUT, f"-o lo -s {addr.passthrough} -j RETURN")
 
     tunnel = spec.inbound_tunnel_port
-    for kind, owner in (("--uid-owner", uid), ("--gid-owner", gid)):
-        # Proxy traffic to its own pod IP via lo (app -> VIP -> Envoy -> same pod) goes inbound.
-        if spec.dns_capture and kind == "--uid-owner":
-            # Istio only exempts port 53 on the uid rule; the gid rule keeps the plain form.
-            port_match: tuple[str, ...] = (
-                "-m",
-                "multiport",
-                "!",
-                "--dports",
-                f"{DNS_PORT},{tunnel}",
-            )
+    for kind, owner in proxy_owners(spec):
+        match = f"--{kind}-owner {owner}"
+        # Proxy traffic to its own pod IP via lo (app -> VIP -> Envoy -> same pod) goes
+        # inbound. Istio exempts DNS on the UID rule only; the GID rule keeps the plain form.
+        if spec.dns_capture and kind == "uid":
+            ports = f"-m multiport ! --dports {DNS_PORT},{tunnel}"
         else:
-            port_match = ("!", "--dport", str(tunnel))
+            ports = f"! --dport {tunnel}"
         b.append(
             "nat",
             OUTPUT,
-            "-o",
-            "lo",
-            "!",
-            "-d",
-            loopback,
-            "-p",
-            "tcp",
-            *port_match,
-            "-m",
-            "owner",
-            kind,
-            owner,
-            "-j",
-            IN_REDIRECT,
+            f"-o lo ! -d {addr.loopback} -p tcp {ports} -m owner {match} -j {IN_REDIRECT}",
         )
         if not include_has_loopback:
-            if spec.dns_capture:
-                b.append(
-                    "nat",
-                    OUTPUT,
-                    "-o",
-                    "lo",
-                    "-p",
-                    "tcp",
-                    "!",
-                    "--dport",
-                    DNS_PORT,
-                    "-m",
-                    "owner",
-                    "!",
-                    kind,
-                    owner,
-                    "-j",
-                    "RETURN",
-                )
-            else:
-                b.append("nat", OUTPUT, "-o", "lo", "-m", "owner", "!", kind, owner, "-j", "RETURN")
-        b.append("nat", OUTPUT, "-m", "owner", kind, owner, "-j", "RETURN")
+            not_dns = f"-p tcp ! --dport {DNS_PORT} " if spec.dns_capture else ""
+            b.append("nat", OUTPUT, f"-o lo {not_dns}-m owner ! {match} -j RETURN")
+        b.append("nat", OUTPUT, f"-m owner {match} -j RETURN")
 
     if spec.dns_capture:
         _dns(b, spec)
 
-    b.append("nat", OUTPUT, "-d", loopback, "-j", "RETURN")
+    b.append("nat", OUTPUT, f"-d {addr.loopback} -j RETURN")
     for cidr in exclude.cidrs:
-        b.append("nat", OUTPUT, "-d", cidr, "-j", "RETURN")
+        b.append("nat", OUTPUT, f"-d {cidr} -j RETURN")
     for port in spec.include_outbound_ports:
-        b.append("nat", OUTPUT, "-p", "tcp", "--dport", port, "-j", REDIRECT)
-    rng = include[family]
-    if rng.wildcard:
-        b.append("nat", OUTPUT, "-j", REDIRECT)
+        b.append("nat", OUTPUT, f"-p tcp --dport {port} -j {REDIRECT}")
+    ranges = include[family]
+    if ranges.wildcard:
+        b.append("nat", OUTPUT, f"-j {REDIRECT}")
         for nic in spec.reroute_virtual_interfaces:
-            b.insert("nat", "PREROUTING", 1, "-i", nic, "-j", REDIRECT)
+            b.insert("nat", "PREROUTING", 1, f"-i {nic} -j {REDIRECT}")
     else:
-        for cidr in rng.cidrs:
+        for cidr in ranges.cidrs:
             for nic in spec.reroute_virtual_interfaces:
-                b.insert("nat", "PREROUTING", 1, "-i", nic, "-d", cidr, "-j", REDIRECT)
-            b.append("nat", OUTPUT, "-d", cidr, "-j", REDIRECT)
+                b.insert("nat", "PREROUTING", 1, f"-i {nic} -d {cidr} -j {REDIRECT}")
+            b.append("nat", OUTPUT, f"-d {cidr} -j {REDIRECT}")
 
     if tproxy:
-        b.append(
-            "mangle",
-            "PREROUTING",
-            "-p",
-            "tcp",
-            "-m",
-            "mark",
-            "--mark",
-            mark,
-            "-j",
-            "CONNMARK",
-            "--save-mark",
-        )
-        b.append(
-            "mangle",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-o",
-            "lo",
-            "-m",
-            "mark",
-            "--mark",
-            mark,
-            "-j",
-            "RETURN",
-        )
-        for kind, owner in (("--uid-owner", uid), ("--gid-owner", gid)):
+        b.append("mangle", "PREROUTING", f"-p tcp -m mark --mark {mark} -j CONNMARK --save-mark")
+        b.append("mangle", "OUTPUT", f"-p tcp -o lo -m mark --mark {mark} -j RETURN")
+        for kind, owner in proxy_owners(spec):
             b.append(
                 "mangle",
                 "OUTPUT",
-                "!",
-                "-d",
-                loopback,
-                "-p",
-                "tcp",
-                "-o",
-                "lo",
-                "-m",
-                "owner",
-                kind,
-                owner,
-                "-j",
-                "MARK",
-                "--set-mark",
-                OUTBOUND_MARK,
+                f"! -d {addr.loopback} -p tcp -o lo -m owner --{kind}-owner {owner}"
+                f" -j MARK --set-mark {OUTBOUND_MARK}",
             )
-        b.append(
-            "mangle",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-m",
-            "connmark",
-            "--mark",
-            mark,
-            "-j",
-            "CONNMARK",
-            "--restore-mark",
-        )
-        b.insert("mangle", INBOUND, 1, "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "RETURN")
-        b.insert(
-            "mangle",
-            INBOUND,
-            2,
-            "-p",
-            "tcp",
-            "-s",
-            _passthrough_source(family),
-            "-i",
-            "lo",
-            "-j",
-            "RETURN",
-        )
-        b.insert(
-            "mangle",
-            INBOUND,
-            3,
-            "-p",
-            "tcp",
-            "-i",
-            "lo",
-            "-m",
-            "mark",
-            "!",
-            "--mark",
-            OUTBOUND_MARK,
-            "-j",
-            "RETURN",
-        )
+        b.append("mangle", "OUTPUT", f"-p tcp -m connmark --mark {mark} -j CONNMARK --restore-mark")
+        b.insert("mangle", INBOUND, 1, f"-p tcp -m mark --mark {mark} -j RETURN")
+        b.insert("mangle", INBOUND, 2, f"-p tcp -s {addr.passthrough} -i lo -j RETURN")
+        b.insert("mangle", INBOUND, 3, f"-p tcp -i lo -m mark ! --mark {OUTBOUND_MARK} -j RETURN")
     return b.rules
 
 
-def _inbound(b: _Builder, spec: RedirectSpec, loopback: str) -> None:
-    include = spec.include_inbound_ports
-    if not include:
+def _inbound(b: _Builder, spec: RedirectSpec, addr: FamilyAddresses) -> None:
+    returned, captured = inbound_ports(spec)
+    if not captured:
         return  # "" = no inbound capture at all, not even the PREROUTING jump
     tproxy = spec.mode == "TPROXY"
     table: Table = "mangle" if tproxy else "nat"
     if tproxy:
-        b.append("mangle", DIVERT, "-j", "MARK", "--set-mark", spec.tproxy_mark)
-        b.append("mangle", DIVERT, "-j", "ACCEPT")
+        mark = spec.tproxy_mark
+        b.append("mangle", DIVERT, f"-j MARK --set-mark {mark}")
+        b.append("mangle", DIVERT, "-j ACCEPT")
         b.append(
             "mangle",
             TPROXY,
-            "!",
-            "-d",
-            loopback,
-            "-p",
-            "tcp",
-            "-j",
-            "TPROXY",
-            "--tproxy-mark",
-            f"{spec.tproxy_mark}/0xffffffff",
-            "--on-port",
-            spec.inbound_port,
+            f"! -d {addr.loopback} -p tcp"
+            f" -j TPROXY --tproxy-mark {mark}/0xffffffff --on-port {spec.inbound_port}",
         )
-    b.append(table, "PREROUTING", "-p", "tcp", "-j", INBOUND)
-    if CAPTURE_ALL in include:
-        for skipped in spec.exclude_inbound_ports:
-            b.append(table, INBOUND, "-p", "tcp", "--dport", skipped, "-j", "RETURN")
+    b.append(table, "PREROUTING", f"-p tcp -j {INBOUND}")
+    for skipped in returned:
+        b.append(table, INBOUND, f"-p tcp --dport {skipped} -j RETURN")
+    for port in captured:
+        ports = "" if port is None else f"--dport {port} "
         if tproxy:
-            b.append(
-                "mangle",
-                INBOUND,
-                "-p",
-                "tcp",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "RELATED,ESTABLISHED",
-                "-j",
-                DIVERT,
-            )
-            b.append("mangle", INBOUND, "-p", "tcp", "-j", TPROXY)
+            established = "-m conntrack --ctstate RELATED,ESTABLISHED"
+            b.append("mangle", INBOUND, f"-p tcp {ports}{established} -j {DIVERT}")
+            b.append("mangle", INBOUND, f"-p tcp {ports}-j {TPROXY}")
         else:
-            b.append("nat", INBOUND, "-p", "tcp", "-j", IN_REDIRECT)
-        return
-    # An explicit include list ignores the exclude list, as in Istio.
-    for port in include:
-        if tproxy:
-            b.append(
-                "mangle",
-                INBOUND,
-                "-p",
-                "tcp",
-                "--dport",
-                port,
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "RELATED,ESTABLISHED",
-                "-j",
-                DIVERT,
-            )
-            b.append("mangle", INBOUND, "-p", "tcp", "--dport", port, "-j", TPROXY)
-        else:
-            b.append("nat", INBOUND, "-p", "tcp", "--dport", port, "-j", IN_REDIRECT)
+            b.append("nat", INBOUND, f"-p tcp {ports}-j {IN_REDIRECT}")
 
 
 def _dns(b: _Builder, spec: RedirectSpec) -> None:
     # The CNI always captures all DNS (no resolv.conf server list), so both families get the
     # same rules. --to-ports rather than Istio's --to-port on UDP: older iptables-nft rejects
     # the singular spelling (istio#23279) and both mean the same.
-    b.append("raw", "OUTPUT", "-j", OUTPUT_DNS)
-    b.append("nat", OUTPUT, "-j", OUTPUT_DNS)
-    b.append(
-        "nat",
-        OUTPUT_DNS,
-        "-p",
-        "tcp",
-        "--dport",
-        DNS_PORT,
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        spec.dns_port,
-    )
-    b.append(
-        "nat",
-        OUTPUT_DNS,
-        "-p",
-        "udp",
-        "--dport",
-        DNS_PORT,
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        spec.dns_port,
-    )
-    # Separate conntrack zones for agent<->upstream (1) and app<->agent (2) UDP flows.
-    for kind, owner in (("--uid-owner", spec.proxy_uid), ("--gid-owner", spec.proxy_gid)):
+    b.append("raw", "OUTPUT", f"-j {OUTPUT_DNS}")
+    b.append("nat", OUTPUT, f"-j {OUTPUT_DNS}")
+    for proto in ("tcp", "udp"):
         b.append(
-            "raw",
+            "nat",
             OUTPUT_DNS,
-            "-p",
-            "udp",
-            "--dport",
-            DNS_PORT,
-            "-m",
-            "owner",
-            kind,
-            owner,
-            "-j",
-            "CT",
-            "--zone",
-            1,
+            f"-p {proto} --dport {DNS_PORT} -j REDIRECT --to-ports {spec.dns_port}",
         )
-        b.append(
-            "raw",
-            OUTPUT_DNS,
-            "-p",
-            "udp",
-            "--sport",
-            spec.dns_port,
-            "-m",
-            "owner",
-            kind,
-            owner,
-            "-j",
-            "CT",
-            "--zone",
-            2,
-        )
-    b.append("raw", "PREROUTING", "-j", INBOUND)
-    b.append("raw", OUTPUT_DNS, "-p", "udp", "--dport", DNS_PORT, "-j", "CT", "--zone", 2)
-    b.append("raw", INBOUND, "-p", "udp", "--sport", DNS_PORT, "-j", "CT", "--zone", 1)
+    for kind, owner in proxy_owners(spec):
+        match = f"-m owner --{kind}-owner {owner} -j CT --zone"
+        b.append("raw", OUTPUT_DNS, f"-p udp --dport {DNS_PORT} {match} {UPSTREAM_DNS_ZONE}")
+        b.append("raw", OUTPUT_DNS, f"-p udp --sport {spec.dns_port} {match} {CLIENT_DNS_ZONE}")
+    b.append("raw", "PREROUTING", f"-j {INBOUND}")
+    b.append("raw", OUTPUT_DNS, f"-p udp --dport {DNS_PORT} -j CT --zone {CLIENT_DNS_ZONE}")
+    b.append("raw", INBOUND, f"-p udp --sport {DNS_PORT} -j CT --zone {UPSTREAM_DNS_ZONE}")
 
 
 def _is_custom(chain: str) -> bool:
@@ -548,25 +359,6 @@ def chains_in_order(rules: Iterable[IptRule]) -> dict[Table, list[str]]:
     return out
 
 
-def render_rules(rules: Sequence[IptRule]) -> str:
-    """Render rules as an ``iptables-restore --noflush`` blob, in Istio's layout.
-
-    :param rules: rules in insertion order.
-    :returns: ``* table`` / ``-N`` lines / rules / ``COMMIT`` per non-empty table.
-    """
-    chains = chains_in_order(rules)
-    lines: list[str] = []
-    for table in TABLES:
-        body = [r.restore_line() for r in rules if r.table == table]
-        if not body:
-            continue
-        lines.append(f"* {table}")
-        lines.extend(f"-N {c}" for c in chains[table])
-        lines.extend(body)
-        lines.append("COMMIT")
-    return "".join(line + "\n" for line in lines)
-
-
 def render_iptables(spec: RedirectSpec, family: Family) -> str:
     """The ``iptables-restore`` text Istio generates for one IP family.
 
@@ -579,18 +371,18 @@ def render_iptables(spec: RedirectSpec, family: Family) -> str:
     :param family: 4 for ``iptables-restore``, 6 for ``ip6tables-restore``.
     :returns: the restore text, newline-terminated.
     """
-    return render_rules(build_rules(spec, family))
-
-
-def expected_chains(spec: RedirectSpec, family: Family) -> dict[str, set[str]]:
-    """The ``ISTIO_*`` chains each table should hold after :func:`render_iptables` is applied.
-
-    :param spec: what to redirect.
-    :param family: 4 or 6.
-    :returns: table name -> chain names; tables without chains are left out.
-    """
-    chains = chains_in_order(build_rules(spec, family))
-    return {t: set(c) for t, c in chains.items() if c}
+    rules = build_rules(spec, family)
+    chains = chains_in_order(rules)
+    lines: list[str] = []
+    for table in TABLES:
+        body = [r.restore_line() for r in rules if r.table == table]
+        if not body:
+            continue
+        lines.append(f"* {table}")
+        lines.extend(f"-N {c}" for c in chains[table])
+        lines.extend(body)
+        lines.append("COMMIT")
+    return "".join(line + "\n" for line in lines)
 
 
 def final_chain_rules(rules: Sequence[IptRule]) -> dict[tuple[str, str], list[IptRule]]:
@@ -612,41 +404,3 @@ def final_chain_rules(rules: Sequence[IptRule]) -> dict[tuple[str, str], list[Ip
         else:
             chain.insert(r.position - 1, r)
     return out
-
-
-def policy_rules(spec: RedirectSpec, family: Family) -> list[PolicyRule]:
-    """The ``ip rule`` entries TPROXY needs (none for REDIRECT or without inbound capture).
-
-    :param spec: what to redirect.
-    :param family: 4 or 6.
-    :returns: ``fwmark <tproxy_mark> lookup <tproxy_route_table>`` for TPROXY, else ``[]``.
-    """
-    if spec.mode != "TPROXY" or not spec.include_inbound_ports:
-        return []
-    return [PolicyRule(family, spec.tproxy_mark, spec.tproxy_route_table)]
-
-
-def policy_routes(spec: RedirectSpec, family: Family) -> list[PolicyRoute]:
-    """The routes TPROXY needs: everything marked is delivered locally via ``lo``.
-
-    :param spec: what to redirect.
-    :param family: 4 or 6.
-    :returns: ``local 0.0.0.0/0 dev lo table 133`` (``::/0`` for 6) for TPROXY, else ``[]``.
-    """
-    if spec.mode != "TPROXY" or not spec.include_inbound_ports:
-        return []
-    dst = "0.0.0.0/0" if family == 4 else "::/0"
-    return [PolicyRoute(family, dst, "lo", spec.tproxy_route_table)]
-
-
-def loopback_addresses(spec: RedirectSpec, family: Family) -> list[LoopbackAddress]:
-    """Addresses to add to ``lo``: ``::6/128`` whenever IPv6 rules are installed.
-
-    IPv4 needs nothing because 127.0.0.0/8 is already routable on ``lo``; IPv6 only has ``::1``.
-
-    :param spec: what to redirect (unused today; kept for symmetry with the other helpers).
-    :param family: 4 or 6.
-    :returns: the address list.
-    """
-    del spec
-    return [LoopbackAddress(6, "::6/128")] if family == 6 else []

@@ -1,7 +1,10 @@
 """TPROXY policy routing and loopback addresses in the pod namespace, through netlink.
 
-Imported only when a pod needs them (TPROXY mode or IPv6): pyroute2 is costly to import.
+pyroute2 is costly to import, so it is imported only inside :func:`apply_links` and
+:func:`verify_links`, which run only when a pod needs them (TPROXY mode or IPv6).
 
+- :func:`link_state` says what a spec needs: ``ip rule``/``ip route`` entries for TPROXY and
+  Envoy's IPv6 passthrough source on ``lo``.
 - :func:`apply_links` adds what is missing; entries already present are kept (a repeated ADD
   is a no-op). If one add fails, the entries *this call* added are deleted again before the
   error is raised, so a failed ADD leaves no half-made policy routing behind.
@@ -17,16 +20,93 @@ import contextlib
 import errno
 import ipaddress
 import socket
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from cnisdk_istio_redirect._iptables_rules import LoopbackAddress, PolicyRoute, PolicyRule
+from cnisdk_istio_redirect._iptables_rules import ADDRESSES, Family, inbound_ports
+from cnisdk_istio_redirect._redirect import RedirectSpec
 
-__all__ = ["NetlinkApplyError", "apply_links", "verify_links"]
+__all__ = [
+    "LinkState",
+    "LoopbackAddress",
+    "NetlinkApplyError",
+    "PolicyRoute",
+    "PolicyRule",
+    "apply_links",
+    "link_state",
+    "verify_links",
+]
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _SCOPE_HOST = 254
 _RTN_LOCAL = 2
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """``ip [-6] rule add fwmark MARK lookup TABLE`` (TPROXY)."""
+
+    family: Family
+    fwmark: int
+    table: int
+
+
+@dataclass(frozen=True)
+class PolicyRoute:
+    """``ip [-6] route add local DST dev DEV table TABLE`` (TPROXY)."""
+
+    family: Family
+    destination: str
+    device: str
+    table: int
+    route_type: Literal["local"] = "local"
+
+
+@dataclass(frozen=True)
+class LoopbackAddress:
+    """``ip -6 addr add ADDRESS dev lo``: Envoy's IPv6 inbound-passthrough source (``::6``)."""
+
+    family: Family
+    address: str
+    device: str = "lo"
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """The policy rules, routes and ``lo`` addresses a spec needs."""
+
+    rules: tuple[PolicyRule, ...] = ()
+    routes: tuple[PolicyRoute, ...] = ()
+    addresses: tuple[LoopbackAddress, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.rules or self.routes or self.addresses)
+
+
+def link_state(spec: RedirectSpec, families: Iterable[Family]) -> LinkState:
+    """What ``spec`` needs besides the packet-filter rules, in ``families``.
+
+    TPROXY with inbound capture needs ``fwmark <tproxy_mark> lookup <tproxy_route_table>`` and
+    ``local 0.0.0.0/0 dev lo table <tproxy_route_table>`` (``::/0`` for IPv6): everything
+    marked is delivered locally. IPv6 rules need ``::6/128`` on ``lo``, because IPv6 only has
+    ``::1`` there, while all of 127.0.0.0/8 is already routable.
+
+    :param spec: what to redirect.
+    :param families: the families that get rules.
+    :returns: the entries; falsy when nothing is needed.
+    """
+    families = tuple(families)
+    _, captured = inbound_ports(spec)
+    tproxy = spec.mode == "TPROXY" and bool(captured)
+    table = spec.tproxy_route_table
+    return LinkState(
+        rules=tuple(PolicyRule(f, spec.tproxy_mark, table) for f in families if tproxy),
+        routes=tuple(
+            PolicyRoute(f, ADDRESSES[f].default_route, "lo", table) for f in families if tproxy
+        ),
+        addresses=tuple(LoopbackAddress(6, ADDRESSES[6].passthrough) for f in families if f == 6),
+    )
 
 
 class NetlinkApplyError(RuntimeError):
@@ -65,12 +145,7 @@ def _error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-async def apply_links(
-    netns: Any,
-    rules: Sequence[PolicyRule],
-    routes: Sequence[PolicyRoute],
-    addresses: Sequence[LoopbackAddress],
-) -> None:
+async def apply_links(netns: Any, state: LinkState) -> None:
     """Add the policy rules, routes and addresses; ones already present are left as they are.
 
     On a failure, what this call added is removed again (best effort), then the error is
@@ -78,6 +153,7 @@ async def apply_links(
 
     :param netns: a :class:`cnisdk.netns.NetNS` (its ``netlink()`` opens a socket in the pod
         namespace without moving any thread of ours).
+    :param state: what to add (:func:`link_state`).
     :raises NetlinkApplyError: naming the failed change as an ``ip`` command and the reason.
     """
     from pyroute2.netlink.exceptions import NetlinkError
@@ -108,7 +184,7 @@ async def apply_links(
             added.append((what, kind, fields))
 
         try:
-            for address in addresses:
+            for address in state.addresses:
                 ip, prefixlen = _split(address)
                 fields = {
                     "index": await index_of(address.device),
@@ -116,14 +192,14 @@ async def apply_links(
                     "prefixlen": prefixlen,
                 }
                 await add(_describe_address(address, "add"), "addr", fields)
-            for rule in rules:
+            for rule in state.rules:
                 fields = {
                     "fwmark": rule.fwmark,
                     "table": rule.table,
                     "family": _FAMILY[rule.family],
                 }
                 await add(_describe_rule(rule, "add"), "rule", fields)
-            for route in routes:
+            for route in state.routes:
                 fields = {
                     "dst": route.destination,
                     "type": route.route_type,
@@ -141,15 +217,11 @@ async def apply_links(
             raise
 
 
-async def verify_links(
-    netns: Any,
-    rules: Sequence[PolicyRule],
-    routes: Sequence[PolicyRoute],
-    addresses: Sequence[LoopbackAddress],
-) -> list[str]:
+async def verify_links(netns: Any, state: LinkState) -> list[str]:
     """What of the given rules, routes and addresses is missing in the namespace.
 
     :param netns: a :class:`cnisdk.netns.NetNS`.
+    :param state: what should be there (:func:`link_state`).
     :returns: one message per missing entry (the ``ip ... add`` command that would make it);
         empty when everything is there.
     """
@@ -171,7 +243,7 @@ async def verify_links(
                 lo_indexes[device] = found[0] if found else None
             return lo_indexes[device]
 
-        for address in addresses:
+        for address in state.addresses:
             ip, prefixlen = _split(address)
             index = await index_of(address.device)
             have = await dump("addr", family=_FAMILY[address.family])
@@ -182,14 +254,14 @@ async def verify_links(
                 for x in have
             ):
                 problems.append(f"missing: {_describe_address(address, 'add')}")
-        for rule in rules:
+        for rule in state.rules:
             have = await dump("rule", family=_FAMILY[rule.family])
             if not any(
                 x.get_attr("FRA_FWMARK") == rule.fwmark and _rule_table(x) == rule.table
                 for x in have
             ):
                 problems.append(f"missing: {_describe_rule(rule, 'add')}")
-        for route in routes:
+        for route in state.routes:
             index = await index_of(route.device)
             have = await dump("route", family=_FAMILY[route.family], table=route.table)
             if not any(

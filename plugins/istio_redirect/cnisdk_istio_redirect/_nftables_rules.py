@@ -5,16 +5,39 @@ IPv4 and IPv6 at once. Each table present is written as ``add table`` + ``flush 
 by its chains and rules, so loading the script twice gives the same ruleset: it is idempotent by
 construction and ``nft -f`` applies it as one transaction. The rule texts and their order follow
 ``tools/istio-nftables/pkg/capture/testdata/*.golden``.
+
+As in the iptables rules, each rule is written once: a rule with an address in it is a
+template expanded per family in use (``_Builder.versioned``, Istio's rule plus its
+``V6RuleIfSupported`` twin), owner rules loop over ``proxy_owners``. :func:`delete_tables` is
+the one way our tables are removed (before an apply, on removal, for the verify scratch
+tables).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._iptables_rules import DNS_PORT, OUTBOUND_MARK, split_cidrs
+from ._iptables_rules import (
+    ADDRESSES,
+    CLIENT_DNS_ZONE,
+    DNS_PORT,
+    OUTBOUND_MARK,
+    UPSTREAM_DNS_ZONE,
+    inbound_ports,
+    proxy_owners,
+    split_cidrs,
+)
 from ._redirect import CAPTURE_ALL, RedirectSpec
 
-__all__ = ["NFT_TABLES", "NftRule", "build_nft_rules", "nft_tables_used", "render_nftables"]
+__all__ = [
+    "NFT_TABLES",
+    "NftRule",
+    "build_nft_rules",
+    "delete_tables",
+    "nft_tables_used",
+    "render_nftables",
+]
 
 NAT = "istio-proxy-nat"
 MANGLE = "istio-proxy-mangle"
@@ -62,23 +85,33 @@ class NftRule:
 
 
 class _Builder:
+    """Collects rules in insertion order, like Istio's nftables rule builder."""
+
     def __init__(self, ipv6: bool) -> None:
-        self.ipv6 = ipv6
+        self.families = (ADDRESSES[4], ADDRESSES[6]) if ipv6 else (ADDRESSES[4],)
+        """The families whose address-specific rules are written (Istio's ``EnableIPv6``)."""
         self.rules: list[NftRule] = []
 
-    def add(self, table: str, chain: str, *parts: str | int) -> None:
-        self.rules.append(NftRule(table, chain, " ".join(str(p) for p in parts)))
+    def add(self, table: str, chain: str, rule: str) -> None:
+        self.rules.append(NftRule(table, chain, rule))
 
-    def add6(self, table: str, chain: str, *parts: str | int) -> None:
-        if self.ipv6:
-            self.add(table, chain, *parts)
+    def insert(self, table: str, chain: str, index: int, rule: str) -> None:
+        self.rules.append(NftRule(table, chain, rule, index))
 
-    def insert(self, table: str, chain: str, index: int, *parts: str | int) -> None:
-        self.rules.append(NftRule(table, chain, " ".join(str(p) for p in parts), index))
+    def versioned(
+        self, table: str, chain: str, template: str, *, index: int | None = None, **values: object
+    ) -> None:
+        """One rule per family from ``template`` (Istio's rule + ``V6RuleIfSupported`` twin).
 
-    def insert6(self, table: str, chain: str, index: int, *parts: str | int) -> None:
-        if self.ipv6:
-            self.insert(table, chain, index, *parts)
+        ``{ip}``, ``{loopback}`` and ``{passthrough}`` take the family's values
+        (:class:`~cnisdk_istio_redirect._iptables_rules.FamilyAddresses`); other fields come
+        from ``values``, substituted as they are.
+        """
+        for addr in self.families:
+            text = template.format(
+                ip=addr.nft_ip, loopback=addr.loopback, passthrough=addr.passthrough, **values
+            )
+            self.rules.append(NftRule(table, chain, text, index))
 
 
 def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
@@ -92,374 +125,165 @@ def build_nft_rules(spec: RedirectSpec, ipv6: bool) -> list[NftRule]:
     if CAPTURE_ALL in spec.exclude_outbound_cidrs:
         raise ValueError("'*' is not allowed in excludeOutboundIPRanges")
     tproxy = spec.mode == "TPROXY"
-    uid, gid, mark = spec.proxy_uid, spec.proxy_gid, spec.tproxy_mark
+    mark = spec.tproxy_mark
     include = split_cidrs(spec.include_outbound_cidrs)
     exclude = split_cidrs(spec.exclude_outbound_cidrs)
     has_loopback = include[4].has_loopback or include[6].has_loopback
     b = _Builder(ipv6)
-    c = "counter"
 
-    for nic in spec.exclude_interfaces:
-        b.add(NAT, "prerouting", "iifname", nic, c, "return")
-        b.add(NAT, "output", "oifname", nic, c, "return")
-    if tproxy:
+    for table in (NAT, MANGLE) if tproxy else (NAT,):
         for nic in spec.exclude_interfaces:
-            b.add(MANGLE, "prerouting", "iifname", nic, c, "return")
-            b.add(MANGLE, "output", "oifname", nic, c, "return")
+            b.add(table, "prerouting", f"iifname {nic} counter return")
+            b.add(table, "output", f"oifname {nic} counter return")
     for nic in spec.reroute_virtual_interfaces:
-        b.insert(NAT, "prerouting", 0, "iifname", nic, c, "return")
+        b.insert(NAT, "prerouting", 0, f"iifname {nic} counter return")
 
     if spec.invalid_drop:
-        b.add(
-            MANGLE, "prerouting", "meta l4proto tcp", "ct state", "invalid", c, "jump", "istio-drop"
-        )
-        b.add(MANGLE, "istio-drop", c, "drop")
+        b.add(MANGLE, "prerouting", "meta l4proto tcp ct state invalid counter jump istio-drop")
+        b.add(MANGLE, "istio-drop", "counter drop")
 
-    b.add(
-        NAT, "istio-inbound", "meta l4proto tcp", "tcp dport", spec.inbound_tunnel_port, c, "return"
-    )
-    b.add(NAT, "istio-redirect", "meta l4proto tcp", c, "redirect to", f":{spec.outbound_port}")
-    b.add(NAT, "istio-in-redirect", "meta l4proto tcp", c, "redirect to", f":{spec.inbound_port}")
+    tunnel = spec.inbound_tunnel_port
+    b.add(NAT, "istio-inbound", f"meta l4proto tcp tcp dport {tunnel} counter return")
+    b.add(NAT, "istio-redirect", f"meta l4proto tcp counter redirect to :{spec.outbound_port}")
+    b.add(NAT, "istio-in-redirect", f"meta l4proto tcp counter redirect to :{spec.inbound_port}")
 
     _inbound(b, spec)
 
-    b.add(NAT, "output", c, "jump", "istio-output")
+    b.add(NAT, "output", "counter jump istio-output")
     for port in spec.exclude_outbound_ports:
-        b.add(NAT, "istio-output", "tcp dport", port, c, "return")
-        b.add(NAT, "istio-output", "udp dport", port, c, "return")
-    b.add(NAT, "istio-output", "oifname", "lo", "ip saddr", "127.0.0.6/32", c, "return")
-    b.add6(NAT, "istio-output", "oifname", "lo", "ip6 saddr", "::6/128", c, "return")
+        for proto in ("tcp", "udp"):
+            b.add(NAT, "istio-output", f"{proto} dport {port} counter return")
+    b.versioned(NAT, "istio-output", "oifname lo {ip} saddr {passthrough} counter return")
 
-    tunnel = spec.inbound_tunnel_port
-    for key, owner in (("skuid", uid), ("skgid", gid)):
-        # Same uid-only DNS asymmetry as the iptables rules.
-        ports = f"{{ {DNS_PORT}, {tunnel} }}" if spec.dns_capture and key == "skuid" else tunnel
-        b.add(
+    for kind, owner in proxy_owners(spec):
+        # Same UID-only DNS exemption as the iptables rules.
+        ports = f"{{ {DNS_PORT}, {tunnel} }}" if spec.dns_capture and kind == "uid" else tunnel
+        b.versioned(
             NAT,
             "istio-output",
-            "oifname",
-            "lo",
-            "meta l4proto tcp",
-            "ip daddr",
-            "!=",
-            "127.0.0.1/32",
-            "tcp dport",
-            "!=",
-            ports,
-            key,
-            owner,
-            c,
-            "jump",
-            "istio-in-redirect",
-        )
-        b.add6(
-            NAT,
-            "istio-output",
-            "oifname",
-            "lo",
-            "meta l4proto tcp",
-            "ip6 daddr",
-            "!=",
-            "::1/128",
-            "tcp dport",
-            "!=",
-            ports,
-            key,
-            owner,
-            c,
-            "jump",
-            "istio-in-redirect",
+            "oifname lo meta l4proto tcp {ip} daddr != {loopback} tcp dport != {ports}"
+            " sk{kind} {owner} counter jump istio-in-redirect",
+            ports=ports,
+            kind=kind,
+            owner=owner,
         )
         if not has_loopback:
-            if spec.dns_capture:
-                b.add(
-                    NAT,
-                    "istio-output",
-                    "oifname",
-                    "lo",
-                    "meta l4proto tcp",
-                    "tcp dport",
-                    "!=",
-                    DNS_PORT,
-                    key,
-                    "!=",
-                    owner,
-                    c,
-                    "return",
-                )
-            else:
-                b.add(NAT, "istio-output", "oifname", "lo", key, "!=", owner, c, "return")
-        b.add(NAT, "istio-output", key, owner, c, "return")
+            not_dns = f"meta l4proto tcp tcp dport != {DNS_PORT} " if spec.dns_capture else ""
+            b.add(NAT, "istio-output", f"oifname lo {not_dns}sk{kind} != {owner} counter return")
+        b.add(NAT, "istio-output", f"sk{kind} {owner} counter return")
 
     if spec.dns_capture:
         _dns(b, spec)
 
-    b.add(NAT, "istio-output", "ip daddr", "127.0.0.1/32", c, "return")
-    b.add6(NAT, "istio-output", "ip6 daddr", "::1/128", c, "return")
-    for cidr in exclude[4].cidrs:
-        b.add(NAT, "istio-output", "ip daddr", cidr, c, "return")
-    for cidr in exclude[6].cidrs:
-        b.add6(NAT, "istio-output", "ip6 daddr", cidr, c, "return")
+    b.versioned(NAT, "istio-output", "{ip} daddr {loopback} counter return")
+    for addr in b.families:
+        for cidr in exclude[addr.family].cidrs:
+            b.add(NAT, "istio-output", f"{addr.nft_ip} daddr {cidr} counter return")
     for port in spec.include_outbound_ports:
-        b.add(NAT, "istio-output", "tcp dport", port, c, "jump", "istio-redirect")
+        b.add(NAT, "istio-output", f"tcp dport {port} counter jump istio-redirect")
     if include[4].wildcard:
-        b.add(NAT, "istio-output", c, "jump", "istio-redirect")
+        b.add(NAT, "istio-output", "counter jump istio-redirect")
         for nic in spec.reroute_virtual_interfaces:
-            b.insert(NAT, "prerouting", 0, "iifname", nic, c, "jump", "istio-redirect")
+            b.insert(NAT, "prerouting", 0, f"iifname {nic} counter jump istio-redirect")
     else:
-        for cidr in include[4].cidrs:
-            for nic in spec.reroute_virtual_interfaces:
-                b.insert(
-                    NAT,
-                    "prerouting",
-                    0,
-                    "iifname",
-                    nic,
-                    "ip daddr",
-                    cidr,
-                    c,
-                    "jump",
-                    "istio-redirect",
-                )
-            b.add(NAT, "istio-output", "ip daddr", cidr, c, "jump", "istio-redirect")
-        for cidr in include[6].cidrs:
-            for nic in spec.reroute_virtual_interfaces:
-                b.insert6(
-                    NAT,
-                    "prerouting",
-                    0,
-                    "iifname",
-                    nic,
-                    "ip6 daddr",
-                    cidr,
-                    c,
-                    "jump",
-                    "istio-redirect",
-                )
-            b.add6(NAT, "istio-output", "ip6 daddr", cidr, c, "jump", "istio-redirect")
+        for addr in b.families:
+            for cidr in include[addr.family].cidrs:
+                to_proxy = f"{addr.nft_ip} daddr {cidr} counter jump istio-redirect"
+                for nic in spec.reroute_virtual_interfaces:
+                    b.insert(NAT, "prerouting", 0, f"iifname {nic} {to_proxy}")
+                b.add(NAT, "istio-output", to_proxy)
 
     if tproxy:
-        b.add(MANGLE, "prerouting", "meta l4proto tcp", "mark", mark, c, "ct mark set mark")
-        b.add(MANGLE, "output", "oifname", "lo", "meta l4proto tcp", "mark", mark, c, "return")
-        for key, owner in (("skuid", uid), ("skgid", gid)):
-            b.add(
+        b.add(MANGLE, "prerouting", f"meta l4proto tcp mark {mark} counter ct mark set mark")
+        b.add(MANGLE, "output", f"oifname lo meta l4proto tcp mark {mark} counter return")
+        for kind, owner in proxy_owners(spec):
+            b.versioned(
                 MANGLE,
                 "output",
-                "oifname",
-                "lo",
-                "meta l4proto tcp",
-                "ip daddr",
-                "!=",
-                "127.0.0.1/32",
-                key,
-                owner,
-                c,
-                "meta mark set",
-                OUTBOUND_MARK,
+                "oifname lo meta l4proto tcp {ip} daddr != {loopback} sk{kind} {owner}"
+                " counter meta mark set {outbound_mark}",
+                kind=kind,
+                owner=owner,
+                outbound_mark=OUTBOUND_MARK,
             )
-            b.add6(
-                MANGLE,
-                "output",
-                "oifname",
-                "lo",
-                "meta l4proto tcp",
-                "ip6 daddr",
-                "!=",
-                "::1/128",
-                key,
-                owner,
-                c,
-                "meta mark set",
-                OUTBOUND_MARK,
-            )
-        b.add(
-            MANGLE,
-            "output",
-            "meta l4proto tcp",
-            "ct",
-            "mark",
-            mark,
-            c,
-            "meta mark set",
-            "ct",
-            "mark",
-        )
-        b.insert(MANGLE, "istio-inbound", 0, "meta l4proto tcp", "mark", mark, c, "return")
-        b.insert(
+        b.add(MANGLE, "output", f"meta l4proto tcp ct mark {mark} counter meta mark set ct mark")
+        b.insert(MANGLE, "istio-inbound", 0, f"meta l4proto tcp mark {mark} counter return")
+        b.versioned(
             MANGLE,
             "istio-inbound",
-            1,
-            "iifname",
-            "lo",
-            "meta l4proto tcp",
-            "ip saddr",
-            "127.0.0.6/32",
-            c,
-            "return",
-        )
-        b.insert6(
-            MANGLE,
-            "istio-inbound",
-            1,
-            "iifname",
-            "lo",
-            "meta l4proto tcp",
-            "ip6 saddr",
-            "::6/128",
-            c,
-            "return",
+            "iifname lo meta l4proto tcp {ip} saddr {passthrough} counter return",
+            index=1,
         )
         b.insert(
             MANGLE,
             "istio-inbound",
             2,
-            "iifname",
-            "lo",
-            "meta l4proto tcp",
-            "mark",
-            "!=",
-            OUTBOUND_MARK,
-            c,
-            "return",
+            f"iifname lo meta l4proto tcp mark != {OUTBOUND_MARK} counter return",
         )
     return b.rules
 
 
 def _inbound(b: _Builder, spec: RedirectSpec) -> None:
-    include = spec.include_inbound_ports
-    if not include:
-        return
-    c = "counter"
-    if spec.mode != "TPROXY":
-        b.add(NAT, "prerouting", "meta l4proto tcp", c, "jump", "istio-inbound")
-        if CAPTURE_ALL in include:
-            for skipped in spec.exclude_inbound_ports:
-                b.add(NAT, "istio-inbound", "meta l4proto tcp", "tcp dport", skipped, c, "return")
-            b.add(NAT, "istio-inbound", "meta l4proto tcp", c, "jump", "istio-in-redirect")
-        else:
-            for port in include:
-                b.add(
-                    NAT,
-                    "istio-inbound",
-                    "meta l4proto tcp",
-                    "tcp dport",
-                    port,
-                    c,
-                    "jump",
-                    "istio-in-redirect",
-                )
-        return
-    mark = spec.tproxy_mark
-    b.add(MANGLE, "istio-divert", c, "meta mark set", mark)
-    b.add(MANGLE, "istio-divert", c, "accept")
-    b.add(
-        MANGLE,
-        "istio-tproxy",
-        "meta l4proto tcp",
-        "ip daddr",
-        "!=",
-        "127.0.0.1/32",
-        "tproxy ip to",
-        f":{spec.inbound_port}",
-        "meta mark set",
-        mark,
-        c,
-        "accept",
-    )
-    b.add6(
-        MANGLE,
-        "istio-tproxy",
-        "meta l4proto tcp",
-        "ip6 daddr",
-        "!=",
-        "::1/128",
-        "tproxy ip6 to",
-        f":{spec.inbound_port}",
-        "meta mark set",
-        mark,
-        c,
-        "accept",
-    )
-    b.add(MANGLE, "prerouting", "meta l4proto tcp", c, "jump", "istio-inbound")
-    if CAPTURE_ALL in include:
-        for skipped in spec.exclude_inbound_ports:
-            b.add(MANGLE, "istio-inbound", "meta l4proto tcp", "tcp dport", skipped, c, "return")
-        b.add(
+    returned, captured = inbound_ports(spec)
+    if not captured:
+        return  # "" = no inbound capture at all, not even the PREROUTING jump
+    tproxy = spec.mode == "TPROXY"
+    table = MANGLE if tproxy else NAT
+    if tproxy:
+        mark = spec.tproxy_mark
+        b.add(MANGLE, "istio-divert", f"counter meta mark set {mark}")
+        b.add(MANGLE, "istio-divert", "counter accept")
+        b.versioned(
             MANGLE,
-            "istio-inbound",
-            "meta l4proto tcp",
-            "ct state",
-            "related,established",
-            c,
-            "jump",
-            "istio-divert",
+            "istio-tproxy",
+            "meta l4proto tcp {ip} daddr != {loopback} tproxy {ip} to :{port}"
+            " meta mark set {mark} counter accept",
+            port=spec.inbound_port,
+            mark=mark,
         )
-        b.add(MANGLE, "istio-inbound", "meta l4proto tcp", c, "jump", "istio-tproxy")
-    else:
-        for port in include:
+    b.add(table, "prerouting", "meta l4proto tcp counter jump istio-inbound")
+    for skipped in returned:
+        b.add(table, "istio-inbound", f"meta l4proto tcp tcp dport {skipped} counter return")
+    for port in captured:
+        ports = "" if port is None else f"tcp dport {port} "
+        if tproxy:
+            established = "ct state related,established"
             b.add(
                 MANGLE,
                 "istio-inbound",
-                "meta l4proto tcp",
-                "ct state",
-                "related,established",
-                "tcp dport",
-                port,
-                c,
-                "jump",
-                "istio-divert",
+                f"meta l4proto tcp {established} {ports}counter jump istio-divert",
             )
-            b.add(
-                MANGLE,
-                "istio-inbound",
-                "meta l4proto tcp",
-                "tcp dport",
-                port,
-                c,
-                "jump",
-                "istio-tproxy",
-            )
+            b.add(MANGLE, "istio-inbound", f"meta l4proto tcp {ports}counter jump istio-tproxy")
+        else:
+            b.add(NAT, "istio-inbound", f"meta l4proto tcp {ports}counter jump istio-in-redirect")
 
 
 def _dns(b: _Builder, spec: RedirectSpec) -> None:
     # Capture-all DNS, as the CNI always uses; the match is family-independent in an inet table.
-    c = "counter"
-    dns = spec.dns_port
-    b.add(RAW, "output", c, "jump", "istio-output-dns")
-    b.add(NAT, "istio-output", c, "jump", "istio-output-dns")
-    b.add(
-        NAT,
-        "istio-output-dns",
-        "meta l4proto tcp",
-        "tcp dport",
-        DNS_PORT,
-        c,
-        "redirect",
-        "to",
-        f":{dns}",
-    )
-    b.add(NAT, "istio-output-dns", "udp dport", DNS_PORT, c, "redirect", "to", f":{dns}")
-    for key, owner in (("skuid", spec.proxy_uid), ("skgid", spec.proxy_gid)):
-        b.add(
-            RAW,
-            "istio-output-dns",
-            "udp dport",
-            DNS_PORT,
-            "meta",
-            key,
-            owner,
-            c,
-            "ct",
-            "zone",
-            "set",
-            1,
-        )
-        b.add(
-            RAW, "istio-output-dns", "udp sport", dns, "meta", key, owner, c, "ct", "zone", "set", 2
-        )
-    b.add(RAW, "prerouting", c, "jump", "istio-inbound")
-    b.add(RAW, "istio-output-dns", "udp dport", DNS_PORT, c, "ct", "zone", "set", 2)
-    b.add(RAW, "istio-inbound", "udp sport", DNS_PORT, c, "ct", "zone", "set", 1)
+    to_agent = f"counter redirect to :{spec.dns_port}"
+    b.add(RAW, "output", "counter jump istio-output-dns")
+    b.add(NAT, "istio-output", "counter jump istio-output-dns")
+    b.add(NAT, "istio-output-dns", f"meta l4proto tcp tcp dport {DNS_PORT} {to_agent}")
+    b.add(NAT, "istio-output-dns", f"udp dport {DNS_PORT} {to_agent}")
+    for kind, owner in proxy_owners(spec):
+        match = f"meta sk{kind} {owner} counter ct zone set"
+        b.add(RAW, "istio-output-dns", f"udp dport {DNS_PORT} {match} {UPSTREAM_DNS_ZONE}")
+        b.add(RAW, "istio-output-dns", f"udp sport {spec.dns_port} {match} {CLIENT_DNS_ZONE}")
+    b.add(RAW, "prerouting", "counter jump istio-inbound")
+    b.add(RAW, "istio-output-dns", f"udp dport {DNS_PORT} counter ct zone set {CLIENT_DNS_ZONE}")
+    b.add(RAW, "istio-inbound", f"udp sport {DNS_PORT} counter ct zone set {UPSTREAM_DNS_ZONE}")
+
+
+def delete_tables(tables: Iterable[str]) -> str:
+    """``nft -f`` lines that delete the ``inet`` tables named, whether or not they exist.
+
+    ``add table`` comes first so ``delete table`` never fails on an absent table; inside one
+    ``nft -f`` transaction the pair leaves the table gone either way.
+
+    :param tables: table names.
+    :returns: the lines, newline-terminated.
+    """
+    return "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in tables)
 
 
 def nft_tables_used(spec: RedirectSpec, ipv6: bool) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -22,12 +22,7 @@ from cnisdk_istio_redirect._decision import (
     redirect_spec_for,
     skip_reason,
 )
-from cnisdk_istio_redirect._iptables_rules import (
-    Family,
-    LoopbackAddress,
-    PolicyRoute,
-    PolicyRule,
-)
+from cnisdk_istio_redirect._iptables_rules import Family
 from cnisdk_istio_redirect._pod import pod_info_from_api
 from cnisdk_istio_redirect._redirect import RedirectSpec
 
@@ -237,19 +232,9 @@ async def _namespace_addresses(
 
 
 def _runner(ctx: Context[IstioRedirectConfig]) -> Any:
-    netns = ctx.require_netns()
+    from cnisdk_istio_redirect._runner import netns_runner
 
-    # Legacy iptables locks on the pod's own namespace file, not the host's
-    # /run/xtables.lock, so pod set-up never waits on kube-proxy (as Istio does).
-    env = {**_TOOL_ENV, "XTABLES_LOCKFILE": netns.path}
-
-    async def run(argv: Sequence[str], input: bytes | None = None) -> tuple[int, bytes, bytes]:
-        completed = await netns.run_process(
-            list(argv), input=input, env=env, timeout=60, hide_nsswitch=True
-        )
-        return completed.returncode, completed.stdout, completed.stderr
-
-    return run
+    return netns_runner(ctx.require_netns(), ctx.log)
 
 
 def _legacy_tables(ctx: Context[IstioRedirectConfig]) -> Any:
@@ -276,11 +261,6 @@ def _legacy_tables_listed(family: Family) -> bool:
         return True
 
 
-# iptables/nft need no locale or lookups; a fixed PATH keeps the runtime's PATH from choosing
-# which binaries run as root.
-_TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-
-
 async def _apply(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> None:
@@ -299,25 +279,25 @@ async def _apply(
         # The packet-filter rules are in but the policy routing is not: TPROXY would mark
         # packets nothing delivers. Fail closed *and* clean, as for a failed restore.
         with anyio.CancelScope(shield=True):
-            await _remove_rules(ctx, runner, families)
+            await _remove_rules(ctx, runner, spec, families)
         raise
 
 
 async def _remove_rules(
-    ctx: Context[IstioRedirectConfig], runner: Any, families: tuple[Family, ...]
+    ctx: Context[IstioRedirectConfig],
+    runner: Any,
+    spec: RedirectSpec,
+    families: tuple[Family, ...],
 ) -> None:
     """Best-effort removal of everything ``_apply`` installed (the error in flight wins)."""
     from cnisdk_istio_redirect import _apply as apply_mod
 
     try:
         if ctx.config.native_nftables:
-            from cnisdk_istio_redirect._nftables_rules import NFT_TABLES
-
-            script = "".join(f"add table inet {t}\ndelete table inet {t}\n" for t in NFT_TABLES)
-            await runner(["nft", "-f", "-"], script.encode())
+            await apply_mod.remove_nftables(runner)
         else:
             await apply_mod.remove_iptables(
-                runner, families, _backend(ctx.config), _legacy_tables(ctx)
+                runner, spec, families, _backend(ctx.config), _legacy_tables(ctx)
             )
     except Exception as exc:
         ctx.log.error("could not remove the redirect rules after a failed ADD: %s", exc)
@@ -348,36 +328,17 @@ async def _apply_netlink(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> None:
     """TPROXY policy routing and the IPv6 ``::6`` passthrough source, through netlink."""
-    rules, routes, addresses = _link_state(spec, families)
-    if not (rules or routes or addresses):
-        return
-    from cnisdk_istio_redirect._netlink import apply_links
+    from cnisdk_istio_redirect._netlink import apply_links, link_state
 
-    await apply_links(ctx.require_netns(), rules, routes, addresses)
+    state = link_state(spec, families)
+    if state:
+        await apply_links(ctx.require_netns(), state)
 
 
 async def _verify_netlink(
     ctx: Context[IstioRedirectConfig], spec: RedirectSpec, families: tuple[Family, ...]
 ) -> list[str]:
-    rules, routes, addresses = _link_state(spec, families)
-    if not (rules or routes or addresses):
-        return []
-    from cnisdk_istio_redirect._netlink import verify_links
+    from cnisdk_istio_redirect._netlink import link_state, verify_links
 
-    return await verify_links(ctx.require_netns(), rules, routes, addresses)
-
-
-def _link_state(
-    spec: RedirectSpec, families: tuple[Family, ...]
-) -> tuple[list[PolicyRule], list[PolicyRoute], list[LoopbackAddress]]:
-    """The policy rules, routes and ``lo`` addresses ``spec`` needs in ``families``."""
-    from cnisdk_istio_redirect._iptables_rules import (
-        loopback_addresses,
-        policy_routes,
-        policy_rules,
-    )
-
-    rules = [r for f in families for r in policy_rules(spec, f)]
-    routes = [r for f in families for r in policy_routes(spec, f)]
-    addresses = [a for f in families for a in loopback_addresses(spec, f)]
-    return rules, routes, addresses
+    state = link_state(spec, families)
+    return await verify_links(ctx.require_netns(), state) if state else []

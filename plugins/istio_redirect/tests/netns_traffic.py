@@ -142,13 +142,17 @@ def iptables_state(netns_path: str) -> dict[str, list[str]]:
     return {tool: _save(netns_path, tool) for tool in tools}
 
 
-def istio_lines(netns_path: str) -> list[str]:
-    """Every iptables line (any backend or family) that names an ``ISTIO_`` chain."""
+def rule_lines(netns_path: str) -> list[str]:
+    """Every rule and every ``ISTIO_`` chain in iptables (any backend or family).
+
+    A test namespace starts without rules, so any rule left is one istio-redirect added,
+    including those in builtin chains that name no ``ISTIO_`` chain (TPROXY's marks).
+    """
     return [
         f"{tool}: {line}"
         for tool, lines in iptables_state(netns_path).items()
         for line in lines
-        if "ISTIO_" in line
+        if line.startswith("-A ") or "ISTIO_" in line
     ]
 
 
@@ -173,9 +177,9 @@ def policy_routing(netns_path: str) -> list[str]:
 
 
 def clean_state(netns_path: str) -> list[str]:
-    """Anything istio-redirect could have left: ISTIO chains, nft tables, policy routing."""
+    """Anything istio-redirect could have left: rules and chains, nft tables, policy routing."""
     return [
-        *istio_lines(netns_path),
+        *rule_lines(netns_path),
         *(f"nft table {t}" for t in nft_istio_tables(netns_path)),
         *policy_routing(netns_path),
     ]

@@ -11,8 +11,8 @@ from cnisdk_istio_redirect._apply import (
     RedirectApplyError,
     apply_iptables,
     apply_nftables,
-    detect_backend,
     remove_iptables,
+    remove_nftables,
     verify_iptables,
     verify_nftables,
 )
@@ -42,6 +42,15 @@ def save(runner: NetnsRunner, backend: str, family: int = 4) -> str:
 
 def restores(runner: NetnsRunner) -> list[list[str]]:
     return [c for c in runner.calls if c[0].endswith("-restore")]
+
+
+def rules(runner: NetnsRunner, backend: str, family: int = 4) -> list[str]:
+    """Every rule and non-builtin chain in the family's tables (the test netns starts empty)."""
+    return [
+        line
+        for line in save(runner, backend, family).splitlines()
+        if line.startswith("-A ") or (line.startswith(":") and " - [" in line)
+    ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -127,7 +136,7 @@ def test_failed_apply_leaves_no_istio_chains(
         anyio.run(apply_iptables, runner, bad, (4, 6), backend)
     assert "restore" in str(info.value) and "99999" in str(info.value)
     for fam in (4, 6):
-        assert "ISTIO" not in save(runner, backend, fam)
+        assert rules(runner, backend, fam) == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -142,26 +151,69 @@ def test_kernel_rejection_mid_blob_is_cleaned_up(runner: NetnsRunner, backend: s
     runner.sync(f"iptables-{backend}", "-t", "nat", "-A", "FOREIGN", "-j", "ISTIO_OLD")
     with pytest.raises(RedirectApplyError):
         anyio.run(apply_iptables, runner, RedirectSpec(mode="TPROXY"), (4,), backend)
-    text = save(runner, backend)
-    assert "ISTIO_TPROXY" not in text and "ISTIO_DIVERT" not in text
+    # The committed mangle block is gone, its builtin-chain marks included; only the
+    # foreign chain and what it holds remain.
+    assert sorted(rules(runner, backend)) == [
+        "-A FOREIGN -j ISTIO_OLD",
+        ":FOREIGN - [0:0]",
+        ":ISTIO_OLD - [0:0]",
+    ]
 
 
-def test_detect_backend(runner: NetnsRunner) -> None:
-    assert anyio.run(detect_backend, runner, 4) == "nft"
-    anyio.run(apply_iptables, runner, RedirectSpec(), (4,), "legacy")
-    assert anyio.run(detect_backend, runner, 4) == "legacy"
-    assert anyio.run(detect_backend, runner, 6) == "nft"  # no v6 legacy rules there
-    assert anyio.run(detect_backend, runner, 4, "nft") == "nft"
-    # auto-detected apply stays on legacy and is a no-op
-    runner.calls.clear()
+def test_backend_detection_follows_existing_legacy_rules(runner: NetnsRunner) -> None:
+    # A fresh namespace: nft, as Istio picks it.
     anyio.run(apply_iptables, runner, RedirectSpec(), (4,))
-    assert restores(runner) == [] and len(runner.calls) == 1  # the probe doubles as the dump
+    assert [c[0] for c in restores(runner)] == ["iptables-nft-restore"]
+    anyio.run(remove_iptables, runner, RedirectSpec(), (4,))
+    # Legacy rules already there (say from another chained plugin): legacy, for both the
+    # removal and the install, so a pod's rules never span two backends. IPv6 has no legacy
+    # rules, so it stays on nft.
+    anyio.run(apply_iptables, runner, RedirectSpec(), (4,), "legacy")
+    runner.calls.clear()
+    anyio.run(apply_iptables, runner, RedirectSpec(dns_capture=True), (4, 6))
+    assert [c[0] for c in restores(runner)] == ["iptables-legacy-restore", "ip6tables-nft-restore"]
+    assert "ISTIO" not in save(runner, "nft", 4)
+    assert anyio.run(verify_iptables, runner, RedirectSpec(dns_capture=True), (4,), "legacy") == []
+    # A repeated auto-detected apply is a no-op; the legacy probe doubles as the dump.
+    runner.calls.clear()
+    anyio.run(apply_iptables, runner, RedirectSpec(dns_capture=True), (4,))
+    assert runner.calls == [["iptables-legacy-save"]]
 
 
-def test_remove_iptables(runner: NetnsRunner) -> None:
-    anyio.run(apply_iptables, runner, FULL, (4, 6), "nft")
-    anyio.run(remove_iptables, runner, (4, 6), "nft")
-    assert "ISTIO" not in save(runner, "nft", 4) + save(runner, "nft", 6)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(SPECS))
+def test_remove_iptables_removes_exactly_what_apply_installed(
+    runner: NetnsRunner, backend: str, name: str
+) -> None:
+    foreign = (
+        "*mangle\n-A OUTPUT -o lo -j ACCEPT\nCOMMIT\n"
+        "*nat\n-A PREROUTING -i eth7 -j ACCEPT\nCOMMIT\n"
+    )
+    for family in (4, 6):
+        tool = ("iptables" if family == 4 else "ip6tables") + f"-{backend}-restore"
+        code, _, err = runner.sync(tool, "--noflush", input=foreign.encode())
+        assert code == 0, err
+    before = {family: rules(runner, backend, family) for family in (4, 6)}
+    spec = SPECS[name]
+    anyio.run(apply_iptables, runner, spec, (4, 6), backend)
+    anyio.run(remove_iptables, runner, spec, (4, 6), backend)
+    # Builtin-chain rules that name no ISTIO_ chain (TPROXY's marks, excluded interfaces)
+    # go too; the foreign rules stay.
+    assert {family: rules(runner, backend, family) for family in (4, 6)} == before
+    # What is already gone is tolerated: nothing left of ours, so no restore runs at all.
+    runner.calls.clear()
+    anyio.run(remove_iptables, runner, spec, (4, 6), backend)
+    assert restores(runner) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_remove_iptables_after_a_partial_removal(runner: NetnsRunner, backend: str) -> None:
+    anyio.run(apply_iptables, runner, FULL, (4,), backend)
+    gone = "*mangle\n-D OUTPUT -p tcp -m connmark --mark 1337 -j CONNMARK --restore-mark\nCOMMIT\n"
+    code, _, err = runner.sync(f"iptables-{backend}-restore", "--noflush", input=gone.encode())
+    assert code == 0, err
+    anyio.run(remove_iptables, runner, FULL, (4,), backend)
+    assert rules(runner, backend) == []
 
 
 def test_restore_timing(runner: NetnsRunner) -> None:
@@ -189,6 +241,34 @@ def test_nft_apply_twice_and_verify(runner: NetnsRunner, name: str) -> None:
     assert anyio.run(verify_nftables, runner, spec, True) == []
     _, out, _ = runner.sync("nft", "list", "tables")
     assert "cnisdk-verify" not in out  # scratch tables are gone
+
+
+FOREIGN_NFT = """\
+table inet foreign {
+\tchain output {
+\t\ttype nat hook output priority -100; policy accept;
+\t\toifname "lo" counter return
+\t}
+}
+"""
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_remove_nftables_removes_exactly_what_apply_installed(
+    runner: NetnsRunner, name: str
+) -> None:
+    code, _, err = runner.sync("nft", "-f", "-", input=FOREIGN_NFT.encode())
+    assert code == 0, err
+    _, before, _ = runner.sync("nft", "list", "ruleset")
+    anyio.run(apply_nftables, runner, SPECS[name], True)
+    anyio.run(remove_nftables, runner)
+    assert runner.sync("nft", "list", "ruleset")[1] == before
+    # Tables already gone, all or some, are tolerated.
+    anyio.run(remove_nftables, runner)
+    anyio.run(apply_nftables, runner, SPECS[name], True)
+    runner.sync("nft", "delete", "table", "inet", "istio-proxy-nat")
+    anyio.run(remove_nftables, runner)
+    assert runner.sync("nft", "list", "ruleset")[1] == before
 
 
 def test_nft_drift_detected_and_stale_table_removed(runner: NetnsRunner) -> None:

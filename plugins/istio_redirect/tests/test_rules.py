@@ -8,13 +8,8 @@ from dataclasses import replace
 import anyio
 import pytest
 from cnisdk_istio_redirect._apply import verify_iptables
-from cnisdk_istio_redirect._iptables_rules import (
-    expected_chains,
-    loopback_addresses,
-    policy_routes,
-    policy_rules,
-    render_iptables,
-)
+from cnisdk_istio_redirect._iptables_rules import build_rules, chains_in_order, render_iptables
+from cnisdk_istio_redirect._netlink import link_state
 from cnisdk_istio_redirect._nftables_rules import render_nftables
 from cnisdk_istio_redirect._redirect import RedirectSpec
 from istio_netns_kit import GOLDEN, NetnsRunner
@@ -213,26 +208,33 @@ def test_wildcard_exclude_is_rejected() -> None:
         render_iptables(RedirectSpec(exclude_outbound_cidrs=("*",)), 4)
 
 
-def test_expected_chains() -> None:
-    assert expected_chains(RedirectSpec(), 4) == {
-        "nat": {"ISTIO_INBOUND", "ISTIO_REDIRECT", "ISTIO_IN_REDIRECT", "ISTIO_OUTPUT"}
+def test_chains_in_istio_order() -> None:
+    assert chains_in_order(build_rules(RedirectSpec(), 4)) == {
+        "mangle": [],
+        "nat": ["ISTIO_INBOUND", "ISTIO_REDIRECT", "ISTIO_IN_REDIRECT", "ISTIO_OUTPUT"],
+        "raw": [],
     }
-    chains = expected_chains(RedirectSpec(mode="TPROXY", dns_capture=True, invalid_drop=True), 6)
-    assert chains["mangle"] == {"ISTIO_DIVERT", "ISTIO_TPROXY", "ISTIO_INBOUND", "ISTIO_DROP"}
-    assert chains["raw"] == {"ISTIO_OUTPUT_DNS", "ISTIO_INBOUND"}
+    spec = RedirectSpec(mode="TPROXY", dns_capture=True, invalid_drop=True)
+    chains = chains_in_order(build_rules(spec, 6))
+    assert chains["mangle"] == ["ISTIO_DROP", "ISTIO_DIVERT", "ISTIO_TPROXY", "ISTIO_INBOUND"]
+    assert chains["raw"] == ["ISTIO_OUTPUT_DNS", "ISTIO_INBOUND"]
 
 
 def test_tproxy_netlink_needs() -> None:
     spec = RedirectSpec(mode="TPROXY")
-    assert [(r.fwmark, r.table) for r in policy_rules(spec, 4)] == [(1337, 133)]
-    assert [(r.destination, r.device, r.table) for r in policy_routes(spec, 4)] == [
-        ("0.0.0.0/0", "lo", 133)
+    state = link_state(spec, (4, 6))
+    assert [(r.family, r.fwmark, r.table) for r in state.rules] == [(4, 1337, 133), (6, 1337, 133)]
+    assert [(r.destination, r.device, r.table) for r in state.routes] == [
+        ("0.0.0.0/0", "lo", 133),
+        ("::/0", "lo", 133),
     ]
-    assert policy_routes(spec, 6)[0].destination == "::/0"
-    assert policy_rules(RedirectSpec(), 4) == [] and policy_routes(RedirectSpec(), 4) == []
-    assert policy_rules(replace(spec, include_inbound_ports=()), 4) == []
-    assert [a.address for a in loopback_addresses(spec, 6)] == ["::6/128"]
-    assert loopback_addresses(spec, 4) == []
+    assert [(a.address, a.device) for a in state.addresses] == [("::6/128", "lo")]
+    # REDIRECT needs no policy routing; TPROXY without inbound capture neither.
+    assert not link_state(RedirectSpec(), (4,))
+    assert not link_state(replace(spec, include_inbound_ports=()), (4,))
+    only_v6_address = link_state(RedirectSpec(), (4, 6))
+    assert only_v6_address.rules == () and only_v6_address.routes == ()
+    assert [a.address for a in only_v6_address.addresses] == ["::6/128"]
 
 
 # ---------------------------------------------------------------- loading for real
