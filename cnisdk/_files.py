@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +69,8 @@ def write_atomic(
     :param owner: ``(uid, gid)`` for the new file; default: the writer's.
     :raises OSError: nothing was changed (the temporary file is removed).
     """
+    import tempfile  # not on the exec path, which only reads
+
     target = Path(path)
     if keep_mode:
         with contextlib.suppress(FileNotFoundError):

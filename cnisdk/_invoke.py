@@ -82,6 +82,7 @@ _VERSION_PROBE_ENV = {
 }
 # A plugin binary being replaced on disk (an install in progress) fails exec with ETXTBSY;
 # libcni retries five times, one second apart, and so do we.
+_REAP_WAIT = 5.0  # seconds; a SIGKILLed process is gone at once unless the kernel is stuck
 _TEXT_BUSY_RETRIES = 5
 _TEXT_BUSY_DELAY = 1.0
 # Go's names for the signals a plugin most likely dies of ("signal: killed").
@@ -332,6 +333,11 @@ async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes
             returncode = await process.wait()
         except BaseException:
             _kill_group(process.pid)
+            # Let the child watcher reap it before the transport closes: closing polls the
+            # process itself, which would steal the exit status from the watcher (asyncio then
+            # logs "Unknown child process pid N").
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_REAP_WAIT):
+                await process.wait()
             raise
     return returncode, outputs["stdout"], outputs["stderr"]
 

@@ -6,6 +6,7 @@ serve requests in-process (tests, a node agent); ``run`` is the exec-mode entry 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
+from cnisdk._files import go_path_error
 from cnisdk._plugin import Attachment, Context, Plugin, Request
 from cnisdk._version import __version__
 from cnisdk.spec._convert import convert_result, to_current
@@ -48,6 +50,8 @@ _ENV_TABLE: tuple[tuple[str, frozenset[str]], ...] = (
 # Verbs that exist only from a given spec version on.
 _MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_STDIN = 64 << 20
+"""The largest stdin a request may carry (a config with its prevResult: a few KiB in practice)."""
 
 
 @dataclass(frozen=True)
@@ -224,12 +228,19 @@ def run(plugin: Plugin[Any] | type[Plugin[Any]]) -> NoReturn:
     """
     import asyncio
 
+    closed = _claim_std_fds()
     instance = plugin() if isinstance(plugin, type) else plugin
     protocol_out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     environ = dict(os.environ)
-    response = asyncio.run(handle_request(instance, environ, sys.stdin.buffer.read))
+
+    def read_stdin() -> bytes:
+        if 0 in closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return read_all(0, MAX_STDIN)
+
+    response = asyncio.run(handle_request(instance, environ, read_stdin))
     if response.stderr:
         sys.stderr.buffer.write(response.stderr)
         sys.stderr.flush()
@@ -238,6 +249,42 @@ def run(plugin: Plugin[Any] | type[Plugin[Any]]) -> NoReturn:
         view = view[os.write(protocol_out, view) :]
     os.close(protocol_out)
     sys.exit(response.exit_code)
+
+
+def _claim_std_fds() -> set[int]:
+    """Put ``/dev/null`` on whichever of fds 0-2 the runtime left closed; return which.
+
+    Otherwise the next file opened would land on one of them: a closed fd 1 would make the
+    result go wherever that file points, a closed fd 2 would turn the stdout protection into a
+    copy of stdout.
+    """
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    return closed
+
+
+def read_all(fd: int, limit: int) -> bytes:
+    """Read ``fd`` to its end, refusing more than ``limit`` bytes.
+
+    :raises OSError: a read failed, or the input is over ``limit`` (``EFBIG``).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := os.read(fd, 1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _about(plugin: Plugin[Any]) -> str:
@@ -250,7 +297,8 @@ def _read_stdin(stdin: StdinSource) -> bytes:
     try:
         return stdin()
     except OSError as exc:
-        raise CNIError(ErrorCode.IO_FAILURE, f"error reading from stdin: {exc}") from exc
+        reason = go_path_error("read", "/dev/stdin", exc)
+        raise CNIError(ErrorCode.IO_FAILURE, f"error reading from stdin: {reason}") from exc
 
 
 # reflect's String() of the anonymous structs Go's skel decodes stdin into.

@@ -30,6 +30,7 @@ EXPECTED_THIRD_PARTY = {
 # The cnisdk modules the exec path needs: skel, plugin base, the spec data types.
 EXPECTED_CNISDK = {
     "cnisdk",
+    "cnisdk._files",
     "cnisdk._plugin",
     "cnisdk._skel",
     "cnisdk._version",

@@ -324,6 +324,10 @@ async def test_run_process_cancel_kills_the_child(handle: NetNS) -> None:
     assert scope.cancelled_caught
     assert time.monotonic() - start < 3
     _assert_all_threads_home(home)
+    # The thread has handed back its outcome; it ends as soon as the scheduler runs it again
+    # (that may take a while on a loaded machine, so join rather than sample).
+    for thread in _netns_threads():
+        await anyio.to_thread.run_sync(thread.join, 5)
     assert not _netns_threads()
 
 
