@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import anyio
+import pytest
 from cnisdk_examples.passthrough import Passthrough
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -284,3 +285,42 @@ def test_exceptions_reach_the_runtime_as_one_line(exc: BaseException, command: s
     else:
         assert doc["code"] == 999
         assert "\n" not in doc["msg"] and doc["msg"]
+
+
+DEEP = 9000  # within Go's limit of 10000 nested values
+BASE_ENV = {
+    "CNI_CONTAINERID": "c1",
+    "CNI_NETNS": "/var/run/netns/nonexistent",
+    "CNI_IFNAME": "eth0",
+    "CNI_PATH": "/dev/null",
+}
+
+
+def _deep_array(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _deep_object(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
+@pytest.mark.parametrize("where", ["prevResult", "runtimeConfig", "args", "custom"])
+def test_deep_nesting_that_go_accepts_is_accepted(command: str, where: str) -> None:
+    prev = '{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}]}'
+    fields = {"prevResult": prev, where: _deep_object(DEEP)}
+    if where == "prevResult":
+        fields["prevResult"] = '{"cniVersion":"1.0.0","x":' + _deep_array(DEEP) + "}"
+    body = ",".join(f'"{k}":{v}' for k, v in fields.items())
+    data = ('{"cniVersion":"1.0.0","name":"n","type":"passthrough",' + body + "}").encode()
+    env = {**BASE_ENV, "CNI_COMMAND": command}
+    response = serve(Passthrough(), env, data)
+    assert response.exit_code == 0, response.stdout
+
+
+def test_nesting_deeper_than_go_accepts_is_gos_error() -> None:
+    data = ('{"cniVersion":"1.0.0","name":"n","x":' + _deep_array(10001) + "}").encode()
+    response = serve(Passthrough(), {**BASE_ENV, "CNI_COMMAND": "ADD"}, data)
+    assert response.exit_code == 1
+    error = json.loads(response.stdout)
+    assert error["code"] == 6 and "exceeded max depth" in error["msg"]
