@@ -1,0 +1,161 @@
+"""Session fixtures: the API stand-in, a ``cnisdk agent``, and two containerd nodes.
+
+The exec node's bin dir holds the exec-mode launchers ``cnisdk install`` writes; the agent
+node's holds the agent-mode shims (``--agent-socket``, ``--agent-fallback fail`` so that an
+agent that is not there fails the pod instead of silently running in exec mode). Each node
+has the chains of :func:`pods.chains` as runtime handlers. A missing prerequisite skips,
+which the ``netns`` marker turns into a failure under ``CNISDK_REQUIRE_NETNS=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from containerd_node import ContainerdNode, missing_tools
+from cri_client import generate_stubs
+from pods import NODE_NAME, chains, write_kubeconfig, write_recorder
+from sandbox_image import build_archive
+
+from cnisdk.testing import require_netns
+
+RUN_CONTAINERD = Path("/run/containerd")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.netns)
+
+
+@pytest.fixture(scope="session")
+def e2e_ready() -> None:
+    require_netns()
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"missing for a containerd node: {', '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def e2e_dir(e2e_ready: None) -> Iterator[Path]:
+    # Short: containerd's socket and the agent's go under it (sun_path holds 108 bytes).
+    path = Path(f"/tmp/cnisdk-e2e-{secrets.token_hex(4)}")
+    path.mkdir(mode=0o700)
+    had_run_dir = RUN_CONTAINERD.exists()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if not had_run_dir:
+            # The shims' socket dir containerd 1.6 always makes (/run/containerd/s): ours
+            # if it was not there before and is empty now.
+            for leftover in (RUN_CONTAINERD / "s", RUN_CONTAINERD):
+                with contextlib.suppress(OSError):
+                    leftover.rmdir()
+
+
+@pytest.fixture(scope="session")
+def cri_modules(e2e_dir: Path) -> tuple[ModuleType, ModuleType]:
+    return generate_stubs(e2e_dir / "cri-gen")
+
+
+@pytest.fixture(scope="session")
+def image_archive(e2e_dir: Path) -> Path:
+    directory = e2e_dir / "image"
+    directory.mkdir()
+    return build_archive(directory)
+
+
+@pytest.fixture(scope="session")
+def kube_api(e2e_ready: None) -> Iterator[object]:
+    """The API stand-in (GET, LIST and WATCH of pods); tests ``put`` their pods into it."""
+    from watch_stub import WatchStub
+
+    with WatchStub() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(e2e_dir: Path, kube_api: object) -> str:
+    return write_kubeconfig(e2e_dir, kube_api.url)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def record_dir(e2e_dir: Path) -> Path:
+    return e2e_dir / "records"
+
+
+def _node(
+    workdir: Path,
+    kubeconfig: str,
+    record_dir: Path,
+    image_archive: Path,
+    cri: tuple[ModuleType, ModuleType],
+    install: list[str],
+) -> ContainerdNode:
+    workdir.mkdir()
+    return ContainerdNode(
+        workdir,
+        chains(kubeconfig, record_dir),
+        image_archive=image_archive,
+        cri=cri,
+        install=install,
+    )
+
+
+@pytest.fixture(scope="session")
+def exec_node(
+    e2e_dir: Path,
+    kubeconfig: str,
+    record_dir: Path,
+    image_archive: Path,
+    cri_modules: tuple[ModuleType, ModuleType],
+) -> Iterator[ContainerdNode]:
+    node = _node(e2e_dir / "exec", kubeconfig, record_dir, image_archive, cri_modules, [])
+    with node:
+        write_recorder(node.bin_dir, record_dir)
+        yield node
+    assert node.host_traces() == []
+
+
+@pytest.fixture(scope="session")
+def agent(e2e_dir: Path) -> Iterator[object]:
+    """``cnisdk agent`` as the DaemonSet runs it (``NODE_NAME`` feeds its pod cache)."""
+    from agent_kit import AgentProcess
+
+    process = AgentProcess(
+        e2e_dir / "agent.sock",
+        args=["--types", "passthrough,istio-redirect"],
+        env={**os.environ, "NODE_NAME": NODE_NAME},
+    )
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, process.log()
+
+
+@pytest.fixture(scope="session")
+def agent_node(
+    e2e_dir: Path,
+    kubeconfig: str,
+    record_dir: Path,
+    image_archive: Path,
+    cri_modules: tuple[ModuleType, ModuleType],
+    agent: object,
+) -> Iterator[ContainerdNode]:
+    socket = str(agent.socket_path)  # type: ignore[attr-defined]
+    install = ["--agent-socket", socket, "--agent-fallback", "fail"]
+    node = _node(e2e_dir / "agent", kubeconfig, record_dir, image_archive, cri_modules, install)
+    with node:
+        write_recorder(node.bin_dir, record_dir)
+        yield node
+    assert node.host_traces() == []

@@ -1,0 +1,156 @@
+"""Pods, chains and what to look at in a pod: shared by the e2e tests and benchmarks/cri.py."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from containerd_node import POD_ANNOTATIONS
+from cri_client import CRIClient, PodSpec
+
+REPO = Path(__file__).resolve().parents[2]
+for _kit in (REPO / "tests" / "agent", REPO / "plugins" / "istio_redirect" / "tests"):
+    if str(_kit) not in sys.path:
+        sys.path.append(str(_kit))
+
+import kube_stub  # noqa: E402  (the istio-redirect tests' realistic injected pod)
+
+NODE_NAME = "e2e-node"
+"""The node the pods are bound to; the agent's pod cache watches it (``NODE_NAME``)."""
+RECORDER = "cnisdk-e2e-recorder"
+
+
+def chains(kubeconfig: str, record_dir: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Runtime handler -> the plugins chained after bridge + host-local.
+
+    ``istio*`` entries declare the pod-annotations capability (containerd then passes the
+    sandbox's annotations in ``runtimeConfig``), except ``istio-nocap``, the control.
+    """
+    istio: dict[str, Any] = {
+        "type": "istio-redirect",
+        "kubeconfig": kubeconfig,
+        "kube_api_attempts": 1,
+        "capabilities": {POD_ANNOTATIONS: True},
+    }
+    table: dict[str, list[dict[str, Any]]] = {
+        "tuning": [{"type": "tuning"}],
+        "passthrough": [{"type": "passthrough"}],
+        "istio": [istio],
+        "istio-nft": [{**istio, "native_nftables": True}],
+        "istio-nocap": [{k: v for k, v in istio.items() if k != "capabilities"}],
+    }
+    if record_dir is not None:
+        table["record"] = [{"type": RECORDER, "capabilities": {POD_ANNOTATIONS: True}}]
+    return table
+
+
+def write_recorder(bin_dir: Path, record_dir: Path) -> None:
+    """A chained plugin that keeps its stdin, then runs the installed ``passthrough`` on it."""
+    record_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / RECORDER
+    path.write_text(
+        "#!/bin/sh\nset -e\n"
+        f'keep="{record_dir}/$CNI_COMMAND.$CNI_CONTAINERID.json"\n'
+        'cat > "$keep"\n'
+        f'exec "{bin_dir}/passthrough" < "$keep"\n'
+    )
+    path.chmod(0o755)
+
+
+def write_kubeconfig(directory: Path, server: str) -> str:
+    """A kubeconfig (mode 0600) for the API stand-in at ``server``."""
+    path = directory / "istio-cni-kubeconfig"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server}}],
+        "users": [{"name": "istio-cni", "user": {"token": "e2e"}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "local", "user": "istio-cni"}}],
+        "current-context": "e2e",
+    }
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    return str(path)
+
+
+def _unique(pod: dict[str, Any], prefix: str) -> dict[str, Any]:
+    meta = pod["metadata"]
+    meta["name"] = f"{prefix}-{secrets.token_hex(4)}"
+    meta["uid"] = secrets.token_hex(16)
+    pod["spec"]["nodeName"] = NODE_NAME
+    return pod
+
+
+def injected_pod(prefix: str = "reviews", **annotations: str) -> dict[str, Any]:
+    """A pod as Istio's sidecar injector leaves it, bound to :data:`NODE_NAME`."""
+    return _unique(kube_stub.injected_pod(annotations=annotations), prefix)
+
+
+def plain_pod(prefix: str = "plain") -> dict[str, Any]:
+    """A pod the injector never touched: no ``sidecar.istio.io/*`` annotation, no proxy."""
+    pod = kube_stub.injected_pod(without_proxy=True)
+    meta = pod["metadata"]
+    meta["annotations"] = {"kubectl.kubernetes.io/default-container": "reviews"}
+    meta["labels"] = {"app": "reviews"}
+    pod["spec"]["initContainers"] = []
+    return _unique(pod, prefix)
+
+
+def pod_spec(pod: Mapping[str, Any], handler: str = "") -> PodSpec:
+    """What the kubelet asks the runtime for: the pod's identity, labels and annotations."""
+    meta = pod["metadata"]
+    return PodSpec(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        annotations=dict(meta.get("annotations", {})),
+        labels=dict(meta.get("labels", {})),
+        runtime_handler=handler,
+    )
+
+
+def pod_netns(client: CRIClient, sandbox_id: str) -> str:
+    """The path of the pod's network namespace, from the runtime's verbose status."""
+    info = json.loads(client.pod_status(sandbox_id, verbose=True).info["info"])
+    for namespace in info["runtimeSpec"]["linux"]["namespaces"]:
+        if namespace["type"] == "network":
+            path: str = namespace["path"]
+            return path
+    raise AssertionError(f"sandbox {sandbox_id} has no network namespace path")
+
+
+def in_netns(netns: str, *argv: str) -> str:
+    done = subprocess.run(
+        ["nsenter", f"--net={netns}", *argv], capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} in {netns}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def istio_iptables_chains(netns: str) -> list[str]:
+    """The ``ISTIO_*`` chains of the nat table in a namespace."""
+    dump = in_netns(netns, "iptables-save", "-t", "nat")
+    return sorted(line[1:].split()[0] for line in dump.splitlines() if line.startswith(":ISTIO_"))
+
+
+def nft_tables(netns: str) -> list[str]:
+    """``FAMILY NAME`` of every nftables table in a namespace."""
+    doc = json.loads(in_netns(netns, "nft", "-j", "list", "tables"))
+    return sorted(
+        f"{item['table']['family']} {item['table']['name']}"
+        for item in doc["nftables"]
+        if "table" in item
+    )
+
+
+def pod_gets(requests: list[str], pod: Mapping[str, Any]) -> int:
+    """How often the API stand-in was asked for this pod by name."""
+    meta = pod["metadata"]
+    path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+    return sum(1 for r in requests if r.split("?")[0] == path)

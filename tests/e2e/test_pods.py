@@ -1,0 +1,157 @@
+"""Pods through a real containerd, driven over CRI as the kubelet drives it.
+
+Every pod runs on bridge + host-local and then the chain of its runtime handler, once on the
+exec node (exec-mode launchers) and once on the agent node (shims to ``cnisdk agent``). After
+StopPodSandbox + RemovePodSandbox nothing of the pod may be left: no sandbox or container in
+containerd, no network namespace file, no veth on the bridge, no host-local allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from containerd_node import POD_ANNOTATIONS, ContainerdNode
+from cri_client import KUBELET_ANNOTATIONS
+from pods import (
+    injected_pod,
+    istio_iptables_chains,
+    nft_tables,
+    plain_pod,
+    pod_gets,
+    pod_netns,
+    pod_spec,
+)
+
+pytestmark = pytest.mark.netns
+
+NOTHING_LEFT = {"sandboxes": [], "containers": [], "netns": [], "veths": [], "ips": []}
+ISTIO_CHAINS = {"ISTIO_INBOUND", "ISTIO_IN_REDIRECT", "ISTIO_OUTPUT", "ISTIO_REDIRECT"}
+ISTIO_NFT = {"inet istio-proxy-nat"}
+
+
+@pytest.fixture(params=["exec", "agent"])
+def node(request: pytest.FixtureRequest) -> ContainerdNode:
+    """Each test once per mode."""
+    found: ContainerdNode = request.getfixturevalue(f"{request.param}_node")
+    return found
+
+
+@contextlib.contextmanager
+def running(node: ContainerdNode, pod: dict[str, Any], handler: str) -> Iterator[tuple[str, str]]:
+    """RunPodSandbox; yields ``(sandbox id, netns path)``; then Stop + Remove and check the host."""
+    assert node.client is not None
+    sandbox_id = node.client.run_pod(pod_spec(pod, handler))
+    netns = ""
+    try:
+        netns = pod_netns(node.client, sandbox_id)
+        assert os.path.exists(netns)
+        yield sandbox_id, netns
+    finally:
+        node.client.stop_pod(sandbox_id)
+        node.client.remove_pod(sandbox_id)
+    assert node.leftovers() == NOTHING_LEFT
+    assert not os.path.exists(netns)
+
+
+def in_subnet(node: ContainerdNode, address: str) -> bool:
+    return ipaddress.ip_address(address) in node.subnet
+
+
+def agent_of(node: ContainerdNode, request: pytest.FixtureRequest) -> Any:
+    """The agent serving ``node``'s shims, or ``None`` on the exec node."""
+    return request.getfixturevalue("agent") if node.agent_socket else None
+
+
+def served(agent: Any, sandbox_id: str, plugin_type: str) -> list[tuple[str, int]]:
+    """``(command, exit code)`` of the agent's requests for this pod and plugin type."""
+    return [
+        (e["command"], e["exit_code"])
+        for e in agent.events()
+        if e["event"] == "request" and e["container_id"] == sandbox_id and e["type"] == plugin_type
+    ]
+
+
+def test_injected_pod_gets_istio_iptables_rules(
+    node: ContainerdNode, kube_api: Any, request: pytest.FixtureRequest
+) -> None:
+    pod = injected_pod()
+    kube_api.put(pod)
+    with running(node, pod, "istio") as (sandbox_id, netns):
+        assert set(istio_iptables_chains(netns)) >= ISTIO_CHAINS
+        assert not ISTIO_NFT & set(nft_tables(netns))
+        status = node.client.pod_status(sandbox_id).status  # type: ignore[union-attr]
+        assert in_subnet(node, status.network.ip)
+    agent = agent_of(node, request)
+    if agent is not None:
+        # containerd 1.6 sends DEL at Stop (with the netns) and again at Remove (without).
+        assert served(agent, sandbox_id, "istio-redirect") == [("ADD", 0), ("DEL", 0), ("DEL", 0)]
+
+
+def test_injected_pod_gets_istio_nft_tables(node: ContainerdNode, kube_api: Any) -> None:
+    pod = injected_pod()
+    kube_api.put(pod)
+    with running(node, pod, "istio-nft") as (_, netns):
+        assert set(nft_tables(netns)) >= ISTIO_NFT
+        assert istio_iptables_chains(netns) == []
+
+
+def test_plain_pod_gets_no_rules_and_no_api_call(node: ContainerdNode, kube_api: Any) -> None:
+    pod = plain_pod()
+    kube_api.put(pod)
+    with running(node, pod, "istio") as (_, netns):
+        assert istio_iptables_chains(netns) == []
+        assert not {t for t in nft_tables(netns) if "istio" in t}
+    # The annotations containerd passed were enough to skip the pod.
+    assert pod_gets(kube_api.requests, pod) == 0
+
+
+def test_without_the_capability_a_plain_pod_is_looked_up(
+    exec_node: ContainerdNode, kube_api: Any
+) -> None:
+    pod = plain_pod()
+    kube_api.put(pod)
+    with running(exec_node, pod, "istio-nocap") as (_, netns):
+        assert istio_iptables_chains(netns) == []
+    assert pod_gets(kube_api.requests, pod) == 1
+
+
+def test_runtime_config_carries_the_pod_annotations(node: ContainerdNode, record_dir: Any) -> None:
+    pod = plain_pod()
+    pod["metadata"]["annotations"]["example.com/note"] = "kept as is"
+    spec = pod_spec(pod, "record")
+    with running(node, pod, "record") as (sandbox_id, _):
+        request = json.loads((record_dir / f"ADD.{sandbox_id}.json").read_text())
+    # Exactly what RunPodSandbox carried: the pod's annotations and the kubelet's own.
+    assert request["runtimeConfig"][POD_ANNOTATIONS] == {**KUBELET_ANNOTATIONS, **spec.annotations}
+    assert in_subnet(node, request["prevResult"]["ips"][0]["address"].split("/")[0])
+
+
+def test_invalid_annotation_fails_the_pod(node: ContainerdNode, kube_api: Any) -> None:
+    pod = injected_pod(**{"traffic.sidecar.istio.io/includeOutboundIPRanges": "10.0.0.0/33"})
+    kube_api.put(pod)
+    assert node.client is not None
+    with pytest.raises(grpc.RpcError) as caught:
+        node.client.run_pod(pod_spec(pod, "istio"))
+    details = caught.value.details()  # type: ignore[attr-defined]
+    meta = pod["metadata"]
+    assert f"istio-redirect: pod {meta['namespace']}/{meta['name']}" in details
+    assert "traffic.sidecar.istio.io/includeOutboundIPRanges" in details
+    # containerd tore the half-made pod down itself.
+    assert node.leftovers() == NOTHING_LEFT
+
+
+def test_passthrough_pod(node: ContainerdNode) -> None:
+    pod = plain_pod()
+    with running(node, pod, "passthrough") as (sandbox_id, netns):
+        status = node.client.pod_status(sandbox_id).status  # type: ignore[union-attr]
+        assert in_subnet(node, status.network.ip)
+        assert node.reservations() == [status.network.ip]
+        assert len(node.host_veths()) == 1
+        assert os.path.basename(netns) in node.netns_files()
