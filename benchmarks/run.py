@@ -13,6 +13,9 @@ with machine info) and ``latest.png`` (box plot); the docs show both.
 
 Agent-mode rows need ``cnisdk agent`` and shim launchers; without them they say
 "not available" instead of showing numbers.
+
+``--runtime-view`` measures instead what each chain adds per pod under a private containerd
+driven over CRI (``benchmarks/cri.py``), into ``benchmarks/results/runtime.md``.
 """
 
 from __future__ import annotations
@@ -525,6 +528,11 @@ def write_report(
         ]
     lines += ["", "Targets (issue 8):", ""]
     lines += targets(by_key, floor, concurrent, no_agent)
+    lines += [
+        "",
+        "Per pod under a real containerd (CRI, bridge + host-local first): `runtime.md` beside "
+        "this file (`benchmarks/run.py --runtime-view`).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -655,12 +663,28 @@ def write_kubeconfig(directory: Path, server: str) -> str:
     return str(path)
 
 
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=100, help="timed ADDs per row (100)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (3)")
     parser.add_argument("--quick", action="store_true", help="20 repetitions, 1 warm-up round")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--runtime-view",
+        action="store_true",
+        help="instead: per-pod cost of each chain under a private containerd (runtime.md)",
+    )
+    parser.add_argument("--pods", type=int, default=10, help="runtime view: pods per chain (10)")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.warmup = 20, 1
@@ -670,21 +694,19 @@ def main() -> None:
         if shutil.which(tool) is None:
             _die(f"{tool} not found")
 
+    if args.runtime_view:
+        import cri
+
+        cri.main(args.pods, 1, args.out, machine_info(), _commit())
+        return
+
     pod: dict[str, Any] = _kube_stub().injected_pod()
     pod["spec"]["nodeName"] = NODE
     # A pod the cache does not hold (bound to another node, or a watch event not yet seen).
     elsewhere: dict[str, Any] = _kube_stub().injected_pod()
     elsewhere["metadata"] |= {"name": pod["metadata"]["name"] + "-x", "uid": secrets.token_hex(16)}
     elsewhere["spec"]["nodeName"] = "other-node"
-    commit = (
-        subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        or "unknown"
-    )
+    commit = _commit()
     agent: Agent | None = None
     with (
         tempfile.TemporaryDirectory(prefix="cnisdk-bench-") as tmp_name,

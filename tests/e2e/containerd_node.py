@@ -378,19 +378,21 @@ class ContainerdNode:
             entries.append((_parse_time(stamp), message, rest))
         return entries
 
-    def cni_add_seconds(self, sandbox_id: str) -> float:
-        """How long containerd's CNI ADD took for a pod, from its own log timestamps."""
-        begin = end = None
+    def cni_add_seconds(self) -> dict[str, float]:
+        """Each pod's CNI ADD as containerd timed it: sandbox id -> seconds, from the
+        ``begin cni setup`` and ``cni result`` lines of its log."""
+        begun: dict[str, datetime.datetime] = {}
+        took: dict[str, float] = {}
         for stamp, message, rest in self.log_entries():
-            if f"podsandboxid={sandbox_id}" not in rest:
+            match = re.search(r"\bpodsandboxid=([0-9a-f]+)", rest)
+            if match is None:
                 continue
+            sandbox_id = match.group(1)
             if message == "begin cni setup":
-                begin = stamp
-            elif message.startswith("cni result:"):
-                end = stamp
-        if begin is None or end is None:
-            raise NodeError(f"no CNI setup of {sandbox_id} in containerd's log")
-        return (end - begin).total_seconds()
+                begun[sandbox_id] = stamp
+            elif message.startswith("cni result:") and sandbox_id in begun:
+                took[sandbox_id] = (stamp - begun.pop(sandbox_id)).total_seconds()
+        return took
 
     def netns_files(self) -> list[str]:
         return sorted(os.listdir(self.netns_dir)) if self.netns_dir.is_dir() else []

@@ -155,3 +155,5 @@ def test_passthrough_pod(node: ContainerdNode) -> None:
         assert node.reservations() == [status.network.ip]
         assert len(node.host_veths()) == 1
         assert os.path.basename(netns) in node.netns_files()
+    # containerd logged the ADD, and how long it took (what benchmarks/cri.py reads).
+    assert 0 < node.cni_add_seconds()[sandbox_id] < 60
