@@ -29,9 +29,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from containerd_node import DEFAULT_HANDLER, ContainerdNode, missing_tools  # noqa: E402
+from containerd_node import (  # noqa: E402
+    DEFAULT_HANDLER,
+    ContainerdNode,
+    host_state_kept,
+    missing_tools,
+)
 from cri_client import generate_stubs  # noqa: E402
-from pods import NODE_NAME, chains, injected_pod, plain_pod, pod_spec, write_kubeconfig  # noqa: E402
+from pods import NODE_NAME, chains, injected_pod, plain_pod, pod_spec  # noqa: E402
 from sandbox_image import build_archive  # noqa: E402
 
 
@@ -97,6 +102,7 @@ class Fleet:
 
     def __init__(self, stack: contextlib.ExitStack, workdir: Path) -> None:
         from agent_kit import AgentProcess
+        from kube_stub import write_kubeconfig
         from watch_stub import WatchStub
 
         cri = generate_stubs(workdir / "cri-gen")
@@ -138,6 +144,7 @@ class Fleet:
 @contextlib.contextmanager
 def fleet() -> Iterator[Fleet]:
     with (
+        host_state_kept(),
         tempfile.TemporaryDirectory(prefix="cnisdk-cri-", dir="/tmp") as name,
         contextlib.ExitStack() as stack,
     ):

@@ -648,21 +648,6 @@ def _kube_stub() -> Any:
     return importlib.import_module("kube_stub")
 
 
-def write_kubeconfig(directory: Path, server: str) -> str:
-    path = directory / "istio-cni-kubeconfig"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server}}],
-        "users": [{"name": "istio-cni", "user": {"token": "bench"}}],
-        "contexts": [{"name": "bench", "context": {"cluster": "local", "user": "istio-cni"}}],
-        "current-context": "bench",
-    }
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-    return str(path)
-
-
 def _commit() -> str:
     done = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
@@ -718,7 +703,7 @@ def main() -> None:
             exec_dir, agent_dir, no_agent = _bin_dirs(tmp)
             if agent_dir is not None:
                 agent = Agent(tmp / "agent.sock", tmp / "agent.log")
-            kubeconfig = write_kubeconfig(tmp, stub.url)
+            kubeconfig = _kube_stub().write_kubeconfig(tmp, stub.url, token="bench")
             scenarios = build_scenarios(
                 tmp, exec_dir, agent_dir, no_agent, kubeconfig, pod, tuning_ns, elsewhere
             )

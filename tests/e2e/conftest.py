@@ -1,41 +1,33 @@
-"""Session fixtures: the API stand-in, a ``cnisdk agent``, and two containerd nodes.
+"""Module fixtures: the API stand-in, a ``cnisdk agent``, and two containerd nodes.
 
 The exec node's bin dir holds the exec-mode launchers ``cnisdk install`` writes; the agent
 node's holds the agent-mode shims (``--agent-socket``, ``--agent-fallback fail`` so that an
 agent that is not there fails the pod instead of silently running in exec mode). Each node
-has the chains of :func:`pods.chains` as runtime handlers. A missing prerequisite skips,
-which the ``netns`` marker turns into a failure under ``CNISDK_REQUIRE_NETNS=1``.
+has the chains of :func:`pods.chains` as runtime handlers. A missing prerequisite skips;
+test modules here are marked ``netns``, which turns that into a failure under
+``CNISDK_REQUIRE_NETNS=1``. After a node stops, nothing of it may be left on the host.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
-from containerd_node import ContainerdNode, missing_tools
+from containerd_node import ContainerdNode, host_state_kept, missing_tools
 from cri_client import generate_stubs
-from pods import NODE_NAME, chains, write_kubeconfig, write_recorder
+from pods import NODE_NAME, chains, write_recorder
 from sandbox_image import build_archive
 
 from cnisdk.testing import require_netns
 
-RUN_CONTAINERD = Path("/run/containerd")
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.netns)
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def e2e_ready() -> None:
     require_netns()
     missing = missing_tools()
@@ -43,38 +35,32 @@ def e2e_ready() -> None:
         pytest.skip(f"missing for a containerd node: {', '.join(missing)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def e2e_dir(e2e_ready: None) -> Iterator[Path]:
     # Short: containerd's socket and the agent's go under it (sun_path holds 108 bytes).
     path = Path(f"/tmp/cnisdk-e2e-{secrets.token_hex(4)}")
     path.mkdir(mode=0o700)
-    had_run_dir = RUN_CONTAINERD.exists()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        if not had_run_dir:
-            # The shims' socket dir containerd 1.6 always makes (/run/containerd/s): ours
-            # if it was not there before and is empty now.
-            for leftover in (RUN_CONTAINERD / "s", RUN_CONTAINERD):
-                with contextlib.suppress(OSError):
-                    leftover.rmdir()
+    with host_state_kept():
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cri_modules(e2e_dir: Path) -> tuple[ModuleType, ModuleType]:
     return generate_stubs(e2e_dir / "cri-gen")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def image_archive(e2e_dir: Path) -> Path:
     directory = e2e_dir / "image"
     directory.mkdir()
     return build_archive(directory)
 
 
-@pytest.fixture(scope="session")
-def kube_api(e2e_ready: None) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def kube_api(e2e_ready: None) -> Iterator[Any]:
     """The API stand-in (GET, LIST and WATCH of pods); tests ``put`` their pods into it."""
     from watch_stub import WatchStub
 
@@ -82,12 +68,14 @@ def kube_api(e2e_ready: None) -> Iterator[object]:
         yield stub
 
 
-@pytest.fixture(scope="session")
-def kubeconfig(e2e_dir: Path, kube_api: object) -> str:
-    return write_kubeconfig(e2e_dir, kube_api.url)  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def kubeconfig(e2e_dir: Path, kube_api: Any) -> str:
+    from kube_stub import write_kubeconfig
+
+    return write_kubeconfig(e2e_dir, kube_api.url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def record_dir(e2e_dir: Path) -> Path:
     return e2e_dir / "records"
 
@@ -110,7 +98,7 @@ def _node(
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def exec_node(
     e2e_dir: Path,
     kubeconfig: str,
@@ -125,8 +113,8 @@ def exec_node(
     assert node.host_traces() == []
 
 
-@pytest.fixture(scope="session")
-def agent(e2e_dir: Path) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def agent(e2e_dir: Path) -> Iterator[Any]:
     """``cnisdk agent`` as the DaemonSet runs it (``NODE_NAME`` feeds its pod cache)."""
     from agent_kit import AgentProcess
 
@@ -143,16 +131,16 @@ def agent(e2e_dir: Path) -> Iterator[object]:
         assert code == 0, process.log()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def agent_node(
     e2e_dir: Path,
     kubeconfig: str,
     record_dir: Path,
     image_archive: Path,
     cri_modules: tuple[ModuleType, ModuleType],
-    agent: object,
+    agent: Any,
 ) -> Iterator[ContainerdNode]:
-    socket = str(agent.socket_path)  # type: ignore[attr-defined]
+    socket = str(agent.socket_path)
     install = ["--agent-socket", socket, "--agent-fallback", "fail"]
     node = _node(e2e_dir / "agent", kubeconfig, record_dir, image_archive, cri_modules, install)
     with node:

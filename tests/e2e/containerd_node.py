@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -43,6 +43,8 @@ TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr")
 START_TIMEOUT = 30.0
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_RUN_CONTAINERD = Path("/run/containerd")
+_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 _LOG_LINE = re.compile(r'^time="([^"]+)" level=\w+ msg="((?:[^"\\]|\\.)*)"(.*)$')
 
 
@@ -80,6 +82,27 @@ def pick_subnet() -> ipaddress.IPv4Network:
         if not any(candidate.overlaps(r) for r in taken if r.prefixlen > 0):
             return candidate
     raise NodeError("no free /24 in 10.200.0.0/13")
+
+
+@contextlib.contextmanager
+def host_state_kept() -> Iterator[None]:
+    """Undo, around a set of nodes, what their containerd and plugins change host-wide.
+
+    containerd 1.6 always makes ``/run/containerd/s`` for its shims' sockets (removed here if
+    it was not there before and is empty); bridge with ``isGateway`` turns on IPv4
+    forwarding (turned off again if it was off).
+    """
+    had_run_dir = _RUN_CONTAINERD.exists()
+    forwarding = _IP_FORWARD.read_text()
+    try:
+        yield
+    finally:
+        if not had_run_dir:
+            for leftover in (_RUN_CONTAINERD / "s", _RUN_CONTAINERD):
+                with contextlib.suppress(OSError):
+                    leftover.rmdir()
+        if _IP_FORWARD.read_text() != forwarding:
+            _IP_FORWARD.write_text(forwarding)
 
 
 def _toml(value: Any) -> str:

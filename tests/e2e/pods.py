@@ -62,22 +62,6 @@ def write_recorder(bin_dir: Path, record_dir: Path) -> None:
     path.chmod(0o755)
 
 
-def write_kubeconfig(directory: Path, server: str) -> str:
-    """A kubeconfig (mode 0600) for the API stand-in at ``server``."""
-    path = directory / "istio-cni-kubeconfig"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server}}],
-        "users": [{"name": "istio-cni", "user": {"token": "e2e"}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "local", "user": "istio-cni"}}],
-        "current-context": "e2e",
-    }
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-    return str(path)
-
-
 def _unique(pod: dict[str, Any], prefix: str) -> dict[str, Any]:
     meta = pod["metadata"]
     meta["name"] = f"{prefix}-{secrets.token_hex(4)}"

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -157,3 +158,28 @@ def test_passthrough_pod(node: ContainerdNode) -> None:
         assert os.path.basename(netns) in node.netns_files()
     # containerd logged the ADD, and how long it took (what benchmarks/cri.py reads).
     assert 0 < node.cni_add_seconds()[sandbox_id] < 60
+
+
+def test_pods_started_together(node: ContainerdNode, kube_api: Any) -> None:
+    """As the kubelet starts a node's pods: several RunPodSandbox calls at once."""
+    assert node.client is not None
+    client = node.client
+    pods = [injected_pod(), plain_pod(), injected_pod(), plain_pod()]
+    for pod in pods:
+        kube_api.put(pod)
+    with ThreadPoolExecutor(len(pods)) as pool:
+        started = [pool.submit(client.run_pod, pod_spec(pod, "istio")) for pod in pods]
+    # Whatever started is stopped and removed below, even if another one failed.
+    ids = [f.result() for f in started if f.exception() is None]
+    try:
+        assert len(ids) == len(pods), [f.exception() for f in started]
+        addresses = {client.pod_status(i).status.network.ip for i in ids}
+        assert len(addresses) == len(pods) and all(in_subnet(node, a) for a in addresses)
+        for pod, sandbox_id in zip(pods, ids, strict=True):
+            chains = istio_iptables_chains(pod_netns(client, sandbox_id))
+            injected = "sidecar.istio.io/status" in pod["metadata"]["annotations"]
+            assert set(chains) >= ISTIO_CHAINS if injected else chains == []
+    finally:
+        with ThreadPoolExecutor(len(pods)) as pool:
+            list(pool.map(lambda i: (client.stop_pod(i), client.remove_pod(i)), ids))
+    assert node.leftovers() == NOTHING_LEFT
