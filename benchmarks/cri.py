@@ -102,7 +102,7 @@ class Fleet:
 
     def __init__(self, stack: contextlib.ExitStack, workdir: Path) -> None:
         from agent_kit import AgentProcess
-        from kube_stub import write_kubeconfig
+        from netns_traffic import write_kubeconfig
         from watch_stub import WatchStub
 
         cri = generate_stubs(workdir / "cri-gen")

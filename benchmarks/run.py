@@ -648,6 +648,11 @@ def _kube_stub() -> Any:
     return importlib.import_module("kube_stub")
 
 
+def _netns_traffic() -> Any:
+    """The istio-redirect tests' helpers (a kubeconfig for the stand-in)."""
+    return importlib.import_module("netns_traffic")
+
+
 def _commit() -> str:
     done = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
@@ -703,7 +708,7 @@ def main() -> None:
             exec_dir, agent_dir, no_agent = _bin_dirs(tmp)
             if agent_dir is not None:
                 agent = Agent(tmp / "agent.sock", tmp / "agent.log")
-            kubeconfig = _kube_stub().write_kubeconfig(tmp, stub.url, token="bench")
+            kubeconfig = _netns_traffic().write_kubeconfig(tmp, stub.url, token="bench")
             scenarios = build_scenarios(
                 tmp, exec_dir, agent_dir, no_agent, kubeconfig, pod, tuning_ns, elsewhere
             )

@@ -70,7 +70,7 @@ def kube_api(e2e_ready: None) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def kubeconfig(e2e_dir: Path, kube_api: Any) -> str:
-    from kube_stub import write_kubeconfig
+    from netns_traffic import write_kubeconfig
 
     return write_kubeconfig(e2e_dir, kube_api.url)
 

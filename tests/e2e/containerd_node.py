@@ -1,12 +1,14 @@
 """A node in a temp dir: a private containerd (Debian's 1.6, runc), its CNI bin dir and configs.
 
-Everything lives under one work directory: containerd's config, root, state (the pods'
-network namespaces too: ``netns_mounts_under_state_dir``), socket and log; a CNI bin dir
+Everything lives under one work directory: containerd's config, root, state, socket and log;
+a CNI bin dir
 holding links to Debian's Go plugins and the launchers ``cnisdk install`` writes (containerd
 1.6 takes a single ``bin_dir``); one CNI config directory per runtime handler, each with one
 conflist (bridge + host-local, then the handler's chain). Pods pick their chain with the CRI
-``runtime_handler``, as a RuntimeClass does. Stopping the node removes what is left of its
-pods through the CRI, stops containerd, and removes its bridge, cgroups and mounts.
+``runtime_handler``, as a RuntimeClass does. The pods' network namespaces are where a node's
+containerd puts them by default, ``/var/run/netns/cni-<uuid>``. Stopping the node removes
+what is left of its pods through the CRI, stops containerd, and removes its bridge, cgroups
+and mounts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from cri_client import CRIClient
 from sandbox_image import IMAGE_REF
 
 GO_PLUGINS = Path("/usr/lib/cni")
+NETNS_DIR = Path("/var/run/netns")
+"""Where containerd 1.6 mounts pod network namespaces (``netns_mounts_under_state_dir``
+off, its default)."""
 CNISDK = Path(sys.executable).parent / "cnisdk"
 NETWORK = "cnisdk-e2e"
 """The network name in every conflist: host-local keeps its allocations under it."""
@@ -151,7 +156,7 @@ class ContainerdNode:
         self.state = workdir / "state"
         self.socket = workdir / "containerd.sock"
         self.log_path = workdir / "containerd.log"
-        self.netns_dir = self.state / "io.containerd.grpc.v1.cri" / "netns"
+        self._netns_before: set[str] = set()
         tag = secrets.token_hex(4)
         self.bridge = f"cnie{tag}"
         self.cgroup_parent = f"/cnisdk-e2e-{tag}"
@@ -232,7 +237,6 @@ class ContainerdNode:
             # ours ("can't get final child's PID from pipe").
             "  restrict_oom_score_adj = true",
             "  disable_apparmor = true",
-            "  netns_mounts_under_state_dir = true",
             '  stream_server_address = "127.0.0.1"',
             '  stream_server_port = "0"',
             f"[{cri}.containerd]",
@@ -262,6 +266,7 @@ class ContainerdNode:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> ContainerdNode:
+        self._netns_before = _cni_netns()
         self._write_files()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -418,7 +423,8 @@ class ContainerdNode:
         return took
 
     def netns_files(self) -> list[str]:
-        return sorted(os.listdir(self.netns_dir)) if self.netns_dir.is_dir() else []
+        """containerd's pod namespaces (``cni-*``) that were not there when the node started."""
+        return sorted(_cni_netns() - self._netns_before)
 
     def reservations(self) -> list[str]:
         """host-local's allocations: one file per IP address held."""
@@ -453,6 +459,12 @@ class ContainerdNode:
             "veths": self.host_veths(),
             "ips": self.reservations(),
         }
+
+
+def _cni_netns() -> set[str]:
+    if not NETNS_DIR.is_dir():
+        return set()
+    return {name for name in os.listdir(NETNS_DIR) if name.startswith("cni-")}
 
 
 def _parse_time(stamp: str) -> datetime.datetime:

@@ -1,10 +1,13 @@
-"""Pods, chains and what to look at in a pod: shared by the e2e tests and benchmarks/cri.py."""
+"""Pods, chains and what to look at in a pod: shared by the e2e tests and benchmarks/cri.py.
+
+What to read in a pod's namespace comes from the istio-redirect tests' ``netns_traffic``:
+containerd mounts pod namespaces in ``/var/run/netns``, so ``ip netns exec`` reaches them.
+"""
 
 from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +22,7 @@ for _kit in (REPO / "tests" / "agent", REPO / "plugins" / "istio_redirect" / "te
         sys.path.append(str(_kit))
 
 import kube_stub  # noqa: E402  (the istio-redirect tests' realistic injected pod)
+from netns_traffic import istio_lines  # noqa: E402
 
 NODE_NAME = "e2e-node"
 """The node the pods are bound to; the agent's pod cache watches it (``NODE_NAME``)."""
@@ -108,29 +112,14 @@ def pod_netns(client: CRIClient, sandbox_id: str) -> str:
     raise AssertionError(f"sandbox {sandbox_id} has no network namespace path")
 
 
-def in_netns(netns: str, *argv: str) -> str:
-    done = subprocess.run(
-        ["nsenter", f"--net={netns}", *argv], capture_output=True, text=True, timeout=30
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} in {netns}: {done.stderr.strip()}")
-    return done.stdout
-
-
-def istio_iptables_chains(netns: str) -> list[str]:
-    """The ``ISTIO_*`` chains of the nat table in a namespace."""
-    dump = in_netns(netns, "iptables-save", "-t", "nat")
-    return sorted(line[1:].split()[0] for line in dump.splitlines() if line.startswith(":ISTIO_"))
-
-
-def nft_tables(netns: str) -> list[str]:
-    """``FAMILY NAME`` of every nftables table in a namespace."""
-    doc = json.loads(in_netns(netns, "nft", "-j", "list", "tables"))
-    return sorted(
-        f"{item['table']['family']} {item['table']['name']}"
-        for item in doc["nftables"]
-        if "table" in item
-    )
+def istio_chains(netns: str) -> set[str]:
+    """The ``ISTIO_*`` iptables chains in a namespace (any backend or family)."""
+    found = set()
+    for line in istio_lines(netns):
+        rule = line.partition(": ")[2]
+        if rule.startswith(":ISTIO_"):
+            found.add(rule[1:].split()[0])
+    return found
 
 
 def pod_gets(requests: list[str], pod: Mapping[str, Any]) -> int:

@@ -20,21 +20,14 @@ import grpc
 import pytest
 from containerd_node import POD_ANNOTATIONS, ContainerdNode
 from cri_client import KUBELET_ANNOTATIONS
-from pods import (
-    injected_pod,
-    istio_iptables_chains,
-    nft_tables,
-    plain_pod,
-    pod_gets,
-    pod_netns,
-    pod_spec,
-)
+from netns_traffic import clean_state, nft_istio_tables
+from pods import injected_pod, istio_chains, plain_pod, pod_gets, pod_netns, pod_spec
 
 pytestmark = pytest.mark.netns
 
 NOTHING_LEFT = {"sandboxes": [], "containers": [], "netns": [], "veths": [], "ips": []}
 ISTIO_CHAINS = {"ISTIO_INBOUND", "ISTIO_IN_REDIRECT", "ISTIO_OUTPUT", "ISTIO_REDIRECT"}
-ISTIO_NFT = {"inet istio-proxy-nat"}
+ISTIO_NFT = {"istio-proxy-nat"}
 
 
 @pytest.fixture(params=["exec", "agent"])
@@ -85,8 +78,8 @@ def test_injected_pod_gets_istio_iptables_rules(
     pod = injected_pod()
     kube_api.put(pod)
     with running(node, pod, "istio") as (sandbox_id, netns):
-        assert set(istio_iptables_chains(netns)) >= ISTIO_CHAINS
-        assert not ISTIO_NFT & set(nft_tables(netns))
+        assert istio_chains(netns) >= ISTIO_CHAINS
+        assert nft_istio_tables(netns) == []
         status = node.client.pod_status(sandbox_id).status  # type: ignore[union-attr]
         assert in_subnet(node, status.network.ip)
     agent = agent_of(node, request)
@@ -99,16 +92,15 @@ def test_injected_pod_gets_istio_nft_tables(node: ContainerdNode, kube_api: Any)
     pod = injected_pod()
     kube_api.put(pod)
     with running(node, pod, "istio-nft") as (_, netns):
-        assert set(nft_tables(netns)) >= ISTIO_NFT
-        assert istio_iptables_chains(netns) == []
+        assert set(nft_istio_tables(netns)) >= ISTIO_NFT
+        assert istio_chains(netns) == set()
 
 
 def test_plain_pod_gets_no_rules_and_no_api_call(node: ContainerdNode, kube_api: Any) -> None:
     pod = plain_pod()
     kube_api.put(pod)
     with running(node, pod, "istio") as (_, netns):
-        assert istio_iptables_chains(netns) == []
-        assert not {t for t in nft_tables(netns) if "istio" in t}
+        assert clean_state(netns) == []
     # The annotations containerd passed were enough to skip the pod.
     assert pod_gets(kube_api.requests, pod) == 0
 
@@ -119,7 +111,7 @@ def test_without_the_capability_a_plain_pod_is_looked_up(
     pod = plain_pod()
     kube_api.put(pod)
     with running(exec_node, pod, "istio-nocap") as (_, netns):
-        assert istio_iptables_chains(netns) == []
+        assert clean_state(netns) == []
     assert pod_gets(kube_api.requests, pod) == 1
 
 
@@ -176,9 +168,11 @@ def test_pods_started_together(node: ContainerdNode, kube_api: Any) -> None:
         addresses = {client.pod_status(i).status.network.ip for i in ids}
         assert len(addresses) == len(pods) and all(in_subnet(node, a) for a in addresses)
         for pod, sandbox_id in zip(pods, ids, strict=True):
-            chains = istio_iptables_chains(pod_netns(client, sandbox_id))
-            injected = "sidecar.istio.io/status" in pod["metadata"]["annotations"]
-            assert set(chains) >= ISTIO_CHAINS if injected else chains == []
+            netns = pod_netns(client, sandbox_id)
+            if "sidecar.istio.io/status" in pod["metadata"]["annotations"]:
+                assert istio_chains(netns) >= ISTIO_CHAINS
+            else:
+                assert clean_state(netns) == []
     finally:
         with ThreadPoolExecutor(len(pods)) as pool:
             list(pool.map(lambda i: (client.stop_pod(i), client.remove_pod(i)), ids))

@@ -354,23 +354,6 @@ def make_tls_files(directory: Path) -> TLSFiles:
 
 # --------------------------------------------------------------------------- API stand-in
 
-
-def write_kubeconfig(directory: Path, server: str, token: str = "good-token") -> str:
-    """A plain kubeconfig (mode 0600) for a stand-in at ``server``, with a bearer token."""
-    path = directory / "istio-cni-kubeconfig"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server}}],
-        "users": [{"name": "istio-cni", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "istio-cni"}}],
-        "current-context": "local",
-    }
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-    return str(path)
-
-
 _POD_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/?]+)$")
 
 
