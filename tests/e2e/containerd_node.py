@@ -1,14 +1,13 @@
 """A node in a temp dir: a private containerd (Debian's 1.6, runc), its CNI bin dir and configs.
 
 Everything lives under one work directory: containerd's config, root, state, socket and log;
-a CNI bin dir
-holding links to Debian's Go plugins and the launchers ``cnisdk install`` writes (containerd
-1.6 takes a single ``bin_dir``); one CNI config directory per runtime handler, each with one
-conflist (bridge + host-local, then the handler's chain). Pods pick their chain with the CRI
-``runtime_handler``, as a RuntimeClass does. The pods' network namespaces are where a node's
-containerd puts them by default, ``/var/run/netns/cni-<uuid>``. Stopping the node removes
-what is left of its pods through the CRI, stops containerd, and removes its bridge, cgroups
-and mounts.
+a CNI bin dir holding links to Debian's Go plugins and the launchers ``cnisdk install``
+writes (containerd 1.6 takes a single ``bin_dir``); one CNI config directory per runtime
+handler, each with one conflist (bridge + host-local, then the handler's chain). Pods pick
+their chain with the CRI ``runtime_handler``, as a RuntimeClass does. The pods' network
+namespaces are where a node's containerd puts them by default, ``/var/run/netns/cni-<uuid>``.
+Stopping the node removes what is left of its pods through the CRI, stops containerd, and
+removes its bridge, cgroups and mounts.
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ NETWORK = "cnisdk-e2e"
 """The network name in every conflist: host-local keeps its allocations under it."""
 DEFAULT_HANDLER = "runc"
 """The runtime handler of a pod that names none: bridge + host-local alone."""
-POD_ANNOTATIONS = "io.kubernetes.cri.pod-annotations"
 TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr")
 START_TIMEOUT = 30.0
 

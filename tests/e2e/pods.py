@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from containerd_node import POD_ANNOTATIONS
+from cnisdk_istio_redirect._plugin import POD_ANNOTATIONS_CAPABILITY as POD_ANNOTATIONS
 from cri_client import CRIClient, PodSpec
 
 REPO = Path(__file__).resolve().parents[2]
