@@ -22,7 +22,7 @@ for _kit in (REPO / "tests" / "agent", REPO / "plugins" / "istio_redirect" / "te
         sys.path.append(str(_kit))
 
 import kube_stub  # noqa: E402  (the istio-redirect tests' realistic injected pod)
-from netns_traffic import istio_lines  # noqa: E402
+from netns_traffic import rule_lines  # noqa: E402
 
 NODE_NAME = "e2e-node"
 """The node the pods are bound to; the agent's pod cache watches it (``NODE_NAME``)."""
@@ -115,7 +115,7 @@ def pod_netns(client: CRIClient, sandbox_id: str) -> str:
 def istio_chains(netns: str) -> set[str]:
     """The ``ISTIO_*`` iptables chains in a namespace (any backend or family)."""
     found = set()
-    for line in istio_lines(netns):
+    for line in rule_lines(netns):
         rule = line.partition(": ")[2]
         if rule.startswith(":ISTIO_"):
             found.add(rule[1:].split()[0])
