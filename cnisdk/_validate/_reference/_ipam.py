@@ -322,7 +322,8 @@ def _range_set(
                 yield Problem(
                     "CV311",
                     members[j][0],
-                    f"invalid range set {index}: subnets {first} and {spans[j]} overlap",
+                    f"invalid range set {index}: subnets {first} and {spans[j]} overlap: "
+                    "make the ranges of a set disjoint",
                 )
                 return []
     return spans
