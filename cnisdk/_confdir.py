@@ -132,10 +132,9 @@ def conflist_from_bytes(data: bytes) -> LoadedConfList:
     :raises ConfLoadError: with libcni's message.
     """
     try:
-        parsed = parse_conflist(data)
+        loaded = parse_conflist(data, LoadedConfList)
     except ValueError as exc:
         raise ConfLoadError(str(exc)) from None
-    loaded = LoadedConfList.model_validate(parsed.to_dict())
     loaded._raw = data
     return loaded
 

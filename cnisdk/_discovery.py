@@ -23,11 +23,18 @@ __all__ = [
     "find_plugins",
     "get_plugin",
     "import_plugin_class",
+    "is_plugin_type",
 ]
 
 ENTRY_POINT_GROUP = "cnisdk.plugins"
 # A plugin type becomes a file name in a CNI bin directory.
 _TYPE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+
+
+def is_plugin_type(name: str) -> bool:
+    """Whether ``name`` can be a plugin type: a file name in a CNI bin directory (Go's
+    ``invoke.FindInPath`` refuses path separators; the rest keeps the name safe there)."""
+    return _TYPE_PATTERN.match(name) is not None
 
 
 class PluginLoadError(Exception):
@@ -90,7 +97,7 @@ def find_plugins() -> dict[str, PluginEntry]:
             distribution=getattr(distro, "name", "?") if distro else "?",
             version=getattr(distro, "version", "?") if distro else "?",
         )
-        if not _TYPE_PATTERN.match(entry.type):
+        if not is_plugin_type(entry.type):
             raise PluginLoadError(
                 f"plugin type {entry.type!r} from {entry.distribution} is not a valid file name"
             )

@@ -52,6 +52,7 @@ __all__ = [
     "PluginExec",
     "PluginExecError",
     "PluginNotFoundError",
+    "PluginOutputTooLargeError",
     "VersionInfo",
     "check_plugin_lookup",
     "decode_version_info",
@@ -80,6 +81,8 @@ _VERSION_PROBE_ENV = {
     "CNI_IFNAME": "dummy",
     "CNI_PATH": "dummy",
 }
+# A VERSION answer is a few hundred bytes; a plugin printing more is not answering it.
+_VERSION_MAX_OUTPUT = 64 * 1024
 # A plugin binary being replaced on disk (an install in progress) fails exec with ETXTBSY;
 # libcni retries five times, one second apart, and so do we.
 _REAP_WAIT = 5.0  # seconds; a SIGKILLed process is gone at once unless the kernel is stuck
@@ -112,6 +115,10 @@ class PluginExecError(CNIError):
     def __init__(self, msg: str, returncode: int | None = None) -> None:
         super().__init__(0, msg)
         self.returncode = returncode
+
+
+class PluginOutputTooLargeError(PluginExecError):
+    """A plugin wrote more than the caller allows on stdout or stderr; it was killed."""
 
 
 @dataclass(frozen=True)
@@ -152,12 +159,15 @@ class PluginExec(Protocol):
         stdin: bytes,
         *,
         timeout: float | None = None,  # noqa: ASYNC109
+        max_output: int | None = None,
     ) -> bytes:
         """Run the binary at ``path`` with exactly ``environ`` and ``stdin``; return its stdout.
 
         :raises CNIError: the plugin failed (its error document, or Go's text when there is
             none).
         :raises TimeoutError: it ran longer than ``timeout`` seconds.
+        :raises PluginOutputTooLargeError: it wrote more than ``max_output`` bytes on stdout
+            or stderr.
         """
         ...
 
@@ -264,11 +274,15 @@ async def exec_plugin(
     stdin: bytes,
     *,
     timeout: float | None = None,  # noqa: ASYNC109
+    max_output: int | None = None,
 ) -> bytes:
     """Run one plugin process and return its stdout.
 
     :param environ: the plugin's whole environment, used exactly as given.
     :param timeout: seconds; on expiry the plugin's whole process group is killed.
+    :param max_output: bytes allowed on each of stdout and stderr; past that the plugin's
+        process group is killed (``None``: no limit, as Go's exec).
+    :raises PluginOutputTooLargeError: the plugin wrote more than ``max_output``.
     :raises CNIError: the plugin's error document (``PluginExecError`` when there is none).
     :raises TimeoutError: the plugin ran longer than ``timeout``.
     :raises OSError: the file could not be executed.
@@ -277,7 +291,7 @@ async def exec_plugin(
     for attempt in range(_TEXT_BUSY_RETRIES + 1):
         try:
             with anyio.fail_after(timeout):
-                returncode, stdout, stderr = await _run(path, env, stdin)
+                returncode, stdout, stderr = await _run(path, env, stdin, max_output)
         except TimeoutError:
             raise TimeoutError(f"plugin {path} timed out after {timeout:g}s") from None
         except OSError as exc:
@@ -292,14 +306,18 @@ async def exec_plugin(
     return stdout
 
 
-async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+async def _run(
+    path: str, env: dict[str, str], stdin: bytes, max_output: int | None = None
+) -> tuple[int, bytes, bytes]:
     """Run to completion, feeding stdin and collecting both outputs concurrently.
 
     The plugin leads a new session, so its children share its process group. On cancellation
     (a timeout) that group is killed with SIGKILL: otherwise a child still holding stdout
-    would outlive the plugin (``Process.aclose`` alone kills only the plugin itself).
+    would outlive the plugin (``Process.aclose`` alone kills only the plugin itself). The
+    same happens when an output grows past ``max_output``.
     """
     outputs: dict[str, bytes] = {}
+    overflowed: list[str] = []
 
     async def feed(stream: ByteSendStream) -> None:
         # A plugin may exit without reading stdin (VERSION never reads it); like Go's exec,
@@ -309,8 +327,16 @@ async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await stream.aclose()
 
-    async def drain(name: str, stream: ByteReceiveStream) -> None:
-        chunks = [chunk async for chunk in stream]
+    async def drain(name: str, stream: ByteReceiveStream, scope: anyio.CancelScope) -> None:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in stream:
+            size += len(chunk)
+            if max_output is not None and size > max_output:
+                overflowed.append(name)
+                scope.cancel()
+                return
+            chunks.append(chunk)
         outputs[name] = b"".join(chunks)
 
     async with await anyio.open_process(
@@ -328,8 +354,14 @@ async def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(feed, to_plugin)
-                group.start_soon(drain, "stdout", from_stdout)
-                group.start_soon(drain, "stderr", from_stderr)
+                group.start_soon(drain, "stdout", from_stdout, group.cancel_scope)
+                group.start_soon(drain, "stderr", from_stderr, group.cancel_scope)
+            if overflowed:
+                _kill_group(process.pid)
+                await process.wait()
+                raise PluginOutputTooLargeError(
+                    f"plugin {path} wrote more than {max_output} bytes on {overflowed[0]}"
+                )
             returncode = await process.wait()
         except BaseException:
             _kill_group(process.pid)
@@ -461,13 +493,15 @@ async def get_version_info(
     as supporting only 0.1.0. The environment is the probe's fixed one (plus ``PATH``, so a
     script plugin's ``#!/usr/bin/env`` line works), like libcni's inherited environment.
 
+    :raises PluginOutputTooLargeError: the plugin printed more than a VERSION answer can be
+        (64 KiB); it was killed.
     :raises CNIError: the plugin failed in another way.
     :raises ValueError: the answer does not decode (Go's ``decoding version info: ...``).
     """
     env = {**os.environ, **_VERSION_PROBE_ENV}
     try:
         stdout = await (exec or DEFAULT_EXEC).exec_plugin(
-            path, env, _VERSION_PROBE_STDIN, timeout=timeout
+            path, env, _VERSION_PROBE_STDIN, timeout=timeout, max_output=_VERSION_MAX_OUTPUT
         )
     except CNIError as exc:
         if str(exc) == "unknown CNI_COMMAND: VERSION":

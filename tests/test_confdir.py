@@ -105,6 +105,20 @@ def test_invalid_utf8_loads_as_go_reads_it(tmp_path: Path) -> None:
     assert conflist.raw == path.read_bytes()
 
 
+@pytest.mark.parametrize("where", ["entry", "list"])
+def test_nesting_as_deep_as_go_allows_loads(tmp_path: Path, where: str) -> None:
+    # Go's decoder accepts 10000 levels; libcni loads such a file, in an entry or beside one.
+    deep = "[" * 9000 + "]" * 9000
+    entry = f'{{"type":"bridge","x":{deep}}}' if where == "entry" else '{"type":"bridge"}'
+    extra = f',"x":{deep}' if where == "list" else ""
+    path = tmp_path / "deep.conflist"
+    path.write_text(f'{{"cniVersion":"1.0.0","name":"n","plugins":[{entry}]{extra}}}')
+    assert load_network(path).plugins[0]["type"] == "bridge"
+    path.write_text(f'{{"cniVersion":"1.0.0","name":"n","plugins":[{{"x":{deep}}}]}}')
+    with pytest.raises(ConfLoadError, match="missing 'type'"):
+        load_network(path)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -13,6 +13,7 @@ import pytest
 from cnisdk._invoke import (
     PluginExecError,
     PluginNotFoundError,
+    PluginOutputTooLargeError,
     VersionInfo,
     decode_version_info,
     delegate_add,
@@ -264,6 +265,27 @@ async def test_version_probe_times_out(tmp_path: Path) -> None:
     plugin = script(tmp_path, "hang", "sleep 30\n")
     with pytest.raises(TimeoutError):
         await get_version_info(plugin, timeout=0.3)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+async def test_version_probe_output_is_capped(tmp_path: Path, stream: str) -> None:
+    # A plugin that floods its output is killed once past the cap.
+    redirect = "" if stream == "stdout" else " >&2"
+    plugin = script(tmp_path, "flood", f"exec cat /dev/zero{redirect}\n")
+    start = time.monotonic()
+    with pytest.raises(PluginOutputTooLargeError, match=f"more than 65536 bytes on {stream}"):
+        await get_version_info(plugin, timeout=20)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.anyio
+async def test_output_cap_leaves_other_runs_alone(tmp_path: Path) -> None:
+    big = "x" * 200_000
+    plugin = script(tmp_path, "big", f"printf '%s' '{big}'\n")
+    assert await exec_plugin(plugin, ENV, b"", timeout=10) == big.encode()
+    with pytest.raises(PluginOutputTooLargeError):
+        await exec_plugin(plugin, ENV, b"", timeout=10, max_output=100_000)
 
 
 def test_decode_version_info_rules() -> None:

@@ -7,13 +7,12 @@ decoder matches struct fields.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from cnisdk.spec._json import (
     GoJSONError,
-    dumps_compact,
     fold_keys,
     go_json_kind,
     go_quote,
@@ -136,6 +135,9 @@ class NetConfList(_GoDecoded):
         return max(usable, key=parse_version)
 
 
+_ListT = TypeVar("_ListT", bound=NetConfList)
+
+
 def _load_object(data: bytes | str, what: str, go_type: str) -> dict[str, Any]:
     """``json.Unmarshal(data, &<go_type>)`` as libcni does it, with Go's messages.
 
@@ -147,6 +149,11 @@ def _load_object(data: bytes | str, what: str, go_type: str) -> dict[str, Any]:
         doc = loads_go(raw)
     except GoJSONError as exc:
         raise ValueError(f"error parsing {what}: {exc}") from None
+    return _as_object(doc, what, go_type)
+
+
+def _as_object(doc: Any, what: str, go_type: str) -> dict[str, Any]:
+    """A decoded JSON value unmarshalled into a Go struct or map: ``null`` is empty."""
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -241,7 +248,10 @@ def parse_netconf(data: bytes | str) -> dict[str, Any]:
     :return: the config object, unchanged.
     :raises ValueError: ``error parsing configuration: missing 'type'`` and the like.
     """
-    doc = _load_object(data, "configuration", "types.PluginConf")
+    return _check_plugin_conf(_load_object(data, "configuration", "types.PluginConf"))
+
+
+def _check_plugin_conf(doc: dict[str, Any]) -> dict[str, Any]:
     error = _plugin_conf_type_error(doc)
     if error is not None:
         raise ValueError(f"error parsing configuration: {error}")
@@ -293,11 +303,14 @@ def _check_cni_versions(raw: dict[str, Any], where: str) -> None:
             ) from None
 
 
-def parse_conflist(data: bytes | str) -> NetConfList:
+def parse_conflist(data: bytes | str, model: type[_ListT] = NetConfList) -> _ListT:  # type: ignore[assignment]
     """Read a conflist as libcni's ``ConfListFromBytes`` does, with its error messages.
 
     Plugin entries are returned as raw objects; top-level keys other than the known ones are
     not passed to plugins by a runtime, but they are kept here.
+
+    :param model: the class to build (a :class:`NetConfList` subclass), straight from the
+        decoded document.
     """
     where = "configuration list"
     raw = _load_object(data, where, "map[string]interface {}")
@@ -320,15 +333,18 @@ def parse_conflist(data: bytes | str) -> NetConfList:
                 f"error parsing {where}: `loadOnlyInlinedPlugins` is true, and no 'plugins' key"
             )
         # Plugins may come from <dir>/<name>/*.conf when the list is read from a file.
-        return NetConfList.model_validate({**raw, **flags})
+        return model.model_validate({**raw, **flags})
     plugins = raw["plugins"]
     if not isinstance(plugins, list):
         raise ValueError(f"error parsing {where}: invalid 'plugins' type {go_type_name(plugins)}")
     if not plugins:
         raise ValueError(f"error parsing {where}: no plugins in list")
     for index, plugin in enumerate(plugins):
+        # libcni marshals each entry and reads it back with ConfFromBytes; a decoded value
+        # reads back as itself, so the entry is checked as it is (no re-encoding, which
+        # would also recurse once per level of nesting that Go allows).
         try:
-            parse_netconf(dumps_compact(plugin))
+            _check_plugin_conf(_as_object(plugin, "configuration", "types.PluginConf"))
         except ValueError as exc:
             raise ValueError(f"failed to parse plugin config {index}: {exc}") from exc
-    return NetConfList.model_validate({**raw, **flags})
+    return model.model_validate({**raw, **flags})

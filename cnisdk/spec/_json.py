@@ -17,6 +17,7 @@ __all__ = [
     "fold_keys",
     "go_json_kind",
     "go_json_syntax_error",
+    "go_json_syntax_error_at",
     "go_quote",
     "go_sorted",
     "go_type_name",
@@ -392,6 +393,14 @@ def go_json_syntax_error(data: bytes) -> str | None:
     NaN, Infinity, leading zeros, a byte order mark, raw control characters in strings and
     escapes other than ``\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX`` are not.
     """
+    found = go_json_syntax_error_at(data)
+    return None if found is None else found[0]
+
+
+def go_json_syntax_error_at(data: bytes) -> tuple[str, int] | None:
+    """Like :func:`go_json_syntax_error`, with Go's ``SyntaxError.Offset``: the number of bytes
+    read when the error was found (the offending byte is ``data[offset - 1]``; at the end of
+    the input, ``offset == len(data)``)."""
     scanner = _Scanner()
     position, size = 0, len(data)
     try:
@@ -415,18 +424,27 @@ def go_json_syntax_error(data: bytes) -> str | None:
             return None
         # At the end Go steps one space, which completes a pending number or reports a
         # truncated literal ("invalid character ' ' in literal true (expecting 'e')").
+        position = size
         scanner.step(0x20)
     except _SyntaxError as exc:
-        return str(exc)
-    return None if scanner.end_top else "unexpected end of JSON input"
+        return str(exc), position + 1 if position < size else size
+    return None if scanner.end_top else ("unexpected end of JSON input", size)
 
 
 # The skel decodes the same stdin up to three times (name, cniVersion, the config itself).
-_syntax_error_cached = functools.lru_cache(maxsize=4)(go_json_syntax_error)
+_syntax_error_cached = functools.lru_cache(maxsize=4)(go_json_syntax_error_at)
 
 
 class GoJSONError(ValueError):
-    """Input Go's encoding/json refuses; ``str()`` is Go's message."""
+    """Input Go's encoding/json refuses; ``str()`` is Go's message.
+
+    :ivar offset: for a syntax error, Go's ``SyntaxError.Offset`` (see
+        :func:`go_json_syntax_error_at`); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
 
 
 def _replace_like_go(error: UnicodeError) -> tuple[str, int]:
@@ -483,7 +501,7 @@ def loads_go(data: bytes) -> Any:
     """
     error = _syntax_error_cached(data)
     if error is not None:
-        raise GoJSONError(error)
+        raise GoJSONError(*error)
     text = data.decode("utf-8", errors="cnisdk-go-replace")
     try:
         doc = json.loads(

@@ -99,9 +99,10 @@ class FakeExec:
         stdin: bytes,
         *,
         timeout: float | None = None,  # noqa: ASYNC109
+        max_output: int | None = None,
     ) -> bytes:
         """Record the call and answer it (see the class). ``timeout`` bounds a handler's or an
-        installed plugin's run, as it bounds a real plugin process."""
+        installed plugin's run, and ``max_output`` the answer, as they bound a real plugin."""
         import anyio
 
         try:
@@ -118,9 +119,16 @@ class FakeExec:
         self.calls.append(call)
         try:
             with anyio.fail_after(timeout):
-                return await self._answer(call)
+                answer = await self._answer(call)
         except TimeoutError:
             raise TimeoutError(f"plugin {path} timed out after {timeout:g}s") from None
+        if max_output is not None and len(answer) > max_output:
+            from cnisdk._invoke import PluginOutputTooLargeError
+
+            raise PluginOutputTooLargeError(
+                f"plugin {path} wrote more than {max_output} bytes on stdout"
+            )
+        return answer
 
     async def _answer(self, call: ExecCall) -> bytes:
         answer: Answer = None

@@ -19,6 +19,7 @@ from cnisdk.spec._json import (
     GoJSONError,
     _loads_deep,
     go_json_syntax_error,
+    go_json_syntax_error_at,
     go_quote,
     go_sorted,
     loads_go,
@@ -110,6 +111,40 @@ def test_go_syntax_error_messages(data: bytes, message: str) -> None:
     with pytest.raises(GoJSONError) as caught:
         loads_go(data)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"), GO_MESSAGES, ids=[repr(d[:20]) for d, _ in GO_MESSAGES]
+)
+def test_go_syntax_error_offset(data: bytes, message: str) -> None:
+    # Go's SyntaxError.Offset counts the bytes read: the offending byte is the last of them;
+    # at the end of the input, it is the input's length.
+    found = go_json_syntax_error_at(data)
+    assert found is not None
+    text, offset = found
+    assert text == message
+    with pytest.raises(GoJSONError) as caught:
+        loads_go(data)
+    assert caught.value.offset == offset
+    if message == "unexpected end of JSON input":
+        assert offset == len(data)
+    else:
+        assert 0 < offset <= len(data)
+
+
+def test_go_syntax_error_offset_examples() -> None:
+    assert go_json_syntax_error_at(b'{"a":1,}') == (
+        "invalid character '}' looking for beginning of object key string",
+        8,
+    )
+    assert go_json_syntax_error_at(b'{"a": 1}\n\n  x') == (
+        "invalid character 'x' after top-level value",
+        13,
+    )
+    assert go_json_syntax_error_at(b"tru") == (
+        "invalid character ' ' in literal true (expecting 'e')",
+        3,
+    )
 
 
 @pytest.mark.parametrize(

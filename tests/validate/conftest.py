@@ -1,8 +1,9 @@
-"""Fixtures for the validate tests: a registered example plugin and a bin dir of stub plugins."""
+"""Fixtures for the validate tests: registered cnisdk plugins and a bin dir of stub plugins."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,12 @@ from cnisdk.spec import ALL_VERSIONS
 
 CORPUS = Path(__file__).parent / "corpus"
 REAL_CNI = "/usr/lib/cni"
-# Binaries of real clusters that this machine does not have: stubs answer VERSION like them.
-STUB_TYPES = ("calico", "calico-ipam", "cilium-cni", "flannel", "istio-cni", "passthrough")
+# Binaries of real clusters that this machine does not have (Debian's plugins are 1.1.1, without
+# dummy and tap): stubs answer VERSION like them.
+STUB_TYPES = (
+    "calico", "calico-ipam", "cilium-cni", "flannel", "istio-cni", "passthrough", "dummy", "tap",
+    "istio-redirect",
+)  # fmt: skip
 
 PASSTHROUGH = _discovery.PluginEntry(
     type="passthrough",
@@ -29,10 +34,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+ISTIO_REDIRECT = _discovery.PluginEntry(
+    type="istio-redirect",
+    module="cnisdk_istio_redirect",
+    attr="IstioRedirect",
+    distribution="cnisdk-istio-redirect",
+    version="0.1.0",
+)
+
+
 @pytest.fixture(autouse=True)
 def registered_plugins(monkeypatch: pytest.MonkeyPatch) -> dict[str, _discovery.PluginEntry]:
-    """Only the passthrough example is registered, whatever this machine has installed."""
-    plugins = {"passthrough": PASSTHROUGH}
+    """Only passthrough and istio-redirect are registered, whatever this machine has installed."""
+    plugins = {"passthrough": PASSTHROUGH, "istio-redirect": ISTIO_REDIRECT}
     monkeypatch.setattr(_discovery, "find_plugins", lambda: dict(plugins))
     return plugins
 
@@ -57,3 +71,18 @@ def stub_bin(tmp_path: Path) -> Path:
     for name in STUB_TYPES:
         write_plugin(directory, name, version_answer(ALL_VERSIONS))
     return directory
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    """Whether ``pid`` dies (or is a zombie awaiting its new parent) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

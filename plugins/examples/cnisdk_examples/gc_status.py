@@ -33,8 +33,11 @@ from cnisdk import Attachment, CNIError, Context, ErrorCode, NetConf, Plugin, Re
 class GCStatusConfig(NetConf):
     """The plugin's entry in a conflist."""
 
-    state_dir: str = Field(default="/var/lib/cni/gc-status-example", alias="stateDir")
-    """Where the per-attachment state files live."""
+    state_dir: str = Field(
+        default="/var/lib/cni/gc-status-example",
+        alias="stateDir",
+        description="Where the per-attachment state files live.",
+    )
 
 
 def network_dir(config: GCStatusConfig) -> Path:

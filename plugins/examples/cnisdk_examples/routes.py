@@ -27,8 +27,11 @@ from cnisdk_examples._links import link_index
 class RoutesConfig(NetConf):
     """The plugin's entry in a conflist."""
 
-    routes: list[Route] = Field(default_factory=list)
-    """Routes in the CNI result format: ``dst`` (a CIDR), optional ``gw``, ``priority``."""
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Routes in the CNI result format: ``dst`` (a CIDR), optional ``gw``, "
+        "``priority``.",
+    )
 
 
 def _netlink_args(route: Route, index: int) -> dict[str, Any]:

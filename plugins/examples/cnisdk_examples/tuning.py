@@ -34,10 +34,16 @@ _PART = re.compile(r"[A-Za-z0-9_\-]+\Z")
 class TuningConfig(NetConf):
     """The plugin's entry in a conflist; unknown keys are kept and ignored."""
 
-    mtu: int | None = Field(default=None, ge=68, le=65535)
-    """The MTU for the container's interface; unset leaves it alone."""
-    sysctl: dict[str, str] = Field(default_factory=dict)
-    """``net.*`` sysctls to write in the container's namespace."""
+    mtu: int | None = Field(
+        default=None,
+        ge=68,
+        le=65535,
+        description="The MTU for the container's interface; unset leaves it alone.",
+    )
+    sysctl: dict[str, str] = Field(
+        default_factory=dict,
+        description="``net.*`` sysctls to write in the container's namespace.",
+    )
 
 
 def sysctl_path(name: str, ifname: str) -> Path:

@@ -24,12 +24,26 @@ class KubernetesSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kubeconfig: str | None = None
-    exclude_namespaces: list[str] | None = None
-    cni_bin_dir: str | None = None
-    k8s_api_root: str | None = None
-    intercept_type: str | None = None
-    node_name: str | None = None
+    kubeconfig: str | None = Field(
+        default=None, description="The kubeconfig for pod lookups (wins over the flat key)."
+    )
+    exclude_namespaces: list[str] | None = Field(
+        default=None,
+        description="Namespaces whose pods are never redirected (when the flat key is unset).",
+    )
+    cni_bin_dir: str | None = Field(
+        default=None, description="Accepted for compatibility with Istio's legacy entry; not used."
+    )
+    k8s_api_root: str | None = Field(
+        default=None, description="Accepted for compatibility with Istio's legacy entry; not used."
+    )
+    intercept_type: str | None = Field(
+        default=None, description="Accepted for compatibility with Istio's legacy entry; not used."
+    )
+    node_name: str | None = Field(
+        default=None,
+        description="The node whose pods the agent's pod cache watches (else $NODE_NAME).",
+    )
 
 
 class IstioRedirectConfig(NetConf):
@@ -42,24 +56,59 @@ class IstioRedirectConfig(NetConf):
     the in-cluster service account is used.
     """
 
-    plugin_log_level: str | None = None
-    log_level: str | None = None
-    cni_agent_run_dir: str = DEFAULT_RUN_DIR
-    exclude_namespaces: list[str] | None = None
-    pod_namespace: str = ""
-    native_nftables: bool = False
-    ambient_enabled: bool = False
-    kubernetes: KubernetesSection | None = None
-    kubeconfig: str | None = None
-    iptables_backend: Literal["auto", "nft", "legacy"] = "auto"
-    """Which iptables to use: ``auto`` (legacy only when legacy rules already exist in the pod
-    namespace, else nft — Istio's rule), or forced (Istio's ``FORCE_IPTABLES_BINARY``)."""
-    kube_api_timeout: float = Field(default=5.0, gt=0, le=120)
-    """Seconds for one pod lookup call."""
-    kube_api_attempts: int = Field(default=5, ge=1, le=60)
-    """Pod lookup tries before ADD fails (Istio tries 30 times, one second apart)."""
-    kube_api_backoff: float = Field(default=0.5, ge=0, le=30)
-    """Seconds before the second try; it doubles for each further try."""
+    plugin_log_level: str | None = Field(
+        default=None, description="The plugin's log level (debug, info, warning, error)."
+    )
+    log_level: str | None = Field(
+        default=None, description="The log level's older name, used when plugin_log_level is unset."
+    )
+    cni_agent_run_dir: str = Field(
+        default=DEFAULT_RUN_DIR,
+        description="Istio's CNI agent directory (absolute); the default kubeconfig is "
+        "istio-cni-kubeconfig in it.",
+    )
+    exclude_namespaces: list[str] | None = Field(
+        default=None, description="Namespaces whose pods are never redirected."
+    )
+    pod_namespace: str = Field(
+        default="",
+        description="The namespace Istio's CNI node agent runs in (its own pod is skipped).",
+    )
+    native_nftables: bool = Field(
+        default=False, description="Write nftables rules directly instead of iptables rules."
+    )
+    ambient_enabled: bool = Field(
+        default=False,
+        description="Accepted for compatibility with Istio's entry; ambient mode is not "
+        "implemented.",
+    )
+    kubernetes: KubernetesSection | None = Field(
+        default=None, description="The legacy (Istio <= 1.23) settings object."
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="The kubeconfig for pod lookups (an absolute path)."
+    )
+    iptables_backend: Literal["auto", "nft", "legacy"] = Field(
+        default="auto",
+        description="Which iptables to use: ``auto`` (legacy only when legacy rules already "
+        "exist in the pod namespace, else nft, as Istio decides), or forced (Istio's "
+        "``FORCE_IPTABLES_BINARY``).",
+    )
+    kube_api_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds for one pod lookup call."
+    )
+    kube_api_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Pod lookup tries before ADD fails (Istio tries 30 times, one second apart).",
+    )
+    kube_api_backoff: float = Field(
+        default=0.5,
+        ge=0,
+        le=30,
+        description="Seconds before the second try; it doubles for each further try.",
+    )
 
     @field_validator("cni_agent_run_dir", "kubeconfig")
     @classmethod
