@@ -124,7 +124,11 @@ class NetConfList(_GoDecoded):
         """The version the chain runs at: the highest usable of ``cniVersions`` + ``cniVersion``.
 
         As libcni: entries newer than what we speak are skipped; none left means 0.1.0.
+        Without ``cniVersions`` the list's ``cniVersion`` is taken as it is, parsable or not
+        (libcni loads such a list; its plugins then refuse the version).
         """
+        if not self.cni_versions:
+            return self.cni_version or "0.1.0"
         usable = [
             v
             for v in [*self.cni_versions, self.cni_version]

@@ -121,3 +121,8 @@ def test_version_ordering_and_verbs() -> None:
         "1.0",
         None,
     ]
+
+
+def test_effective_version_of_an_unparsable_version_is_kept_as_is() -> None:
+    conflist = parse_conflist('{"name": "n", "cniVersion": "one", "plugins": [{"type": "a"}]}')
+    assert conflist.effective_version == "one"
