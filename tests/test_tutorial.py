@@ -26,9 +26,10 @@ What the test provides, and why:
   venv, and ``VIRTUAL_ENV``/``PYTHONPATH`` are dropped;
 - the names the page uses on the host (namespace ``tutorial-pod``, bridge ``tutorial0``,
   network ``tutorial-net``, ``/opt/cni/bin/result-logger``) are the page's own: the test
-  holds a host-wide lock so that two runs of it never overlap, refuses to start while any of
-  them exists, checks that the page's clean-up left none of them (nor the network's result
-  cache entries), and removes what a failed run left.
+  holds a host-wide lock (a file in /run/lock, left there as lock files are) so that two
+  runs of it never overlap, refuses to start while any of them exists, checks that the
+  page's clean-up left none of them (nor the network's result cache entries), and removes
+  what a failed run left.
 """
 
 from __future__ import annotations
