@@ -573,10 +573,10 @@ class NetNS:
         ``flags=0`` so that a missing namespace is never created; no thread of ours moves.
         pyroute2 is imported here, not at module import (it costs ~90 ms or more).
 
-        Usage::
-
-            async with netns.netlink() as ipr:
-                await ipr.link("add", ifname="dummy0", kind="dummy")
+        ```python
+        async with netns.netlink() as ipr:
+            await ipr.link("add", ifname="dummy0", kind="dummy")
+        ```
         """
         from pyroute2 import AsyncIPRoute
 

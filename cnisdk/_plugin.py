@@ -241,17 +241,18 @@ class Context(Generic[ConfigT]):
 class Plugin(Generic[ConfigT]):
     """Base class for a CNI plugin. Subclass it with your config model and override verbs.
 
-    ::
+    ```python
+    class Config(NetConf):
+        mtu: int | None = None
 
-        class Config(NetConf):
-            mtu: int | None = None
+    class MyPlugin(Plugin[Config]):
+        chained = True
 
-        class MyPlugin(Plugin[Config]):
-            chained = True
-
-            async def add(self, ctx: Context[Config]) -> Result:
-                ...
-                return ctx.prev_result
+        async def add(self, ctx: Context[Config]) -> Result:
+            prev = ctx.require_prev_result()
+            ...
+            return prev
+    ```
 
     Class attributes:
 

@@ -1,12 +1,12 @@
 """A fake exec boundary: plugins "run" without any binary, and every call is recorded.
 
-::
-
-    fake = FakeExec()
-    fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [...]})
-    fake.respond("DEL", "host-local", CNIError(11, "busy"))
-    outcome = await invoke(MyPlugin, "ADD", config, exec=fake)
-    assert [c.command for c in fake.calls] == ["ADD"]
+```python
+fake = FakeExec()
+fake.respond("ADD", "host-local", {"cniVersion": "1.0.0", "ips": [...]})
+fake.respond("DEL", "host-local", CNIError(11, "busy"))
+outcome = await invoke(MyPlugin, "ADD", config, exec=fake)
+assert [c.command for c in fake.calls] == ["ADD"]
+```
 
 It is what Go tests pass as ``invoke.Exec``: a plugin's delegations (``ctx.delegate_*``) and a
 runtime's chain go through it instead of finding and running binaries. Like httpx's

@@ -1,4 +1,4 @@
-"""Tests for passthrough, the tutorial's plugin: in-process, through the SDK's own pipeline."""
+"""Tests for passthrough, the smallest chained plugin: in-process, through the SDK's pipeline."""
 
 from __future__ import annotations
 
