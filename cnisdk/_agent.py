@@ -1,55 +1,32 @@
 """The node agent: every installed plugin served in one long-running process over a Unix socket.
 
-A CNI runtime still execs a file in its bin dir; in agent mode that file is a shim launcher
-(:func:`cnisdk._launcher.render_shim_launcher`) that imports only the standard library, forwards
-the request here and prints the answer. The agent runs the exec pipeline
-(:func:`cnisdk._skel.handle_request`) in-process, so a request costs no interpreter start and no
-imports, and plugins can keep state between requests (:meth:`cnisdk.Plugin.serve`).
+A CNI runtime still execs a file in its bin dir; in agent mode that file is a shim
+(:mod:`cnisdk._launcher`: a Python script or the compiled shim) that forwards the request here
+and prints the answer. The agent runs the exec pipeline (:func:`cnisdk._skel.handle_request`)
+in-process, so a request costs no interpreter start and no imports, and plugins can keep state
+between requests (:meth:`cnisdk.Plugin.serve`). The wire protocol is in
+:mod:`cnisdk._agent_protocol`.
 
-Protocol (version 1)
---------------------
+Who may connect: the socket is created mode 0600 (0666 when ``allow_uids`` names other users)
+and every connection's peer credentials (``SO_PEERCRED``) are checked: root, the agent's own
+uid and ``allow_uids`` are served; any other peer is answered ``refused`` and logged, before
+anything is read from it.
 
-One request per connection. Every message is a sequence of *frames*; a frame is a 4-byte
-unsigned big-endian length followed by that many bytes.
+Hostile input: every read is bounded in size (per frame) and time (the whole request within
+:data:`READ_TIMEOUT`), a header's nesting is bounded, and whatever goes wrong with one
+connection ends that connection only, never the agent.
 
-Request, client to agent: two frames.
-
-1. a JSON object, the header: ``{"v": 1, "op": "request", "type": TYPE, "env": {NAME: VALUE}}``
-   — ``env`` is the shim's whole environment (the ``CNI_*`` variables and whatever else the
-   runtime set: a plugin's delegates inherit it in exec mode too). Values that held undecodable
-   bytes travel as lone surrogates (``\\udcXX``), exactly as Python's ``os.environ`` holds them.
-   ``{"v": 1, "op": "health"}`` asks for the health document instead.
-2. the stdin bytes (empty when the shim did not read stdin: VERSION, no ``CNI_COMMAND``).
-
-The client then keeps its end open and waits; closing it (the runtime killed the shim)
-cancels the request, as killing an exec-mode plugin would stop it.
-
-Response, agent to client: three frames.
-
-1. a JSON header ``{"v": 1, "status": STATUS, ...}``;
-2. the plugin's stdout bytes;
-3. the plugin's stderr bytes (its request log and any about text).
-
-``STATUS`` is
-
-- ``"ok"`` with ``"exit_code"``: the request ran; frames 2 and 3 are exactly what the plugin
-  binary would have written in exec mode.
-- ``"unserved"`` with ``"error"``: this agent does not serve the type; the request did not run
-  (a shim falls back as if the agent were unreachable).
-- ``"bad-request"`` with ``"error"``: the request could not be read; it did not run.
-- for ``op: health``: ``"ok"`` with ``"types"``, ``"in_flight"``, ``"served"``,
-  ``"uptime_s"``, ``"pid"``.
-
-A request that exceeds ``--request-timeout`` is cancelled and answered ``"ok"`` with exit
+A request that exceeds ``--request-timeout`` is cancelled and answered ``ok`` with exit
 code 1 and a CNI error of code 11 ("try again later"): the runtime treats it as a failed ADD
 (and cleans up with DEL) or retries the DEL, which is what it does for a plugin that fails.
 
-Health: the ``health`` op above, and with ``--health HOST:PORT`` an HTTP ``GET /healthz``
-answering 200 with the same JSON document while serving (503 while shutting down).
+Health: the ``health`` op of the protocol, and with ``--health HOST:PORT`` an HTTP ``GET
+/healthz`` answering 200 with the same JSON document while serving (503 while shutting down).
 
 Logs: one JSON object per line on stderr: ``event`` (``start``, ``listening``, ``request``,
-``timeout``, ``disconnect``, ``error``, ``shutdown``, ``stopped``), a timestamp ``ts`` and for
-requests ``id``, ``type``, ``command``, ``container_id``, ``duration_ms``, ``exit_code``.
+``timeout``, ``disconnect``, ``refused``, ``error``, ``shutdown``, ``stopped``), a timestamp
+``ts`` and for requests ``id``, ``type``, ``command``, ``container_id``, ``duration_ms``,
+``exit_code``.
 
 Shutdown on SIGTERM/SIGINT: stop accepting, remove the socket (new requests find no agent and
 fall back), let in-flight requests finish (each is bounded by the request timeout), exit the
@@ -66,9 +43,10 @@ import os
 import signal
 import socket
 import stat
+import struct
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -77,53 +55,76 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from cnisdk._agent_protocol import (
+    MAX_ENV,
+    MAX_FRAME,
+    MAX_HEADER,
+    MAX_STDIN,
+    BadRequest,
+    Header,
+    answer_head,
+    decode_frame_length,
+    encode_frame,
+    health_answer,
+    parse_env,
+    parse_header,
+    request_health,
+)
 from cnisdk._plugin import Plugin
 from cnisdk._skel import Response, handle_request
 from cnisdk.spec._errors import CNIError, ErrorCode
 
 __all__ = [
-    "PROTOCOL_VERSION",
+    "READ_TIMEOUT",
     "Agent",
     "AgentError",
-    "decode_frame_length",
     "encode_frame",
     "load_plugins",
     "request_health",
 ]
 
-PROTOCOL_VERSION = 1
-MAX_HEADER = 4 << 20
-"""Largest header frame accepted: an environment is a few KiB."""
-MAX_STDIN = 64 << 20
-"""Largest stdin accepted: a config with its prevResult is a few KiB."""
-_READ_TIMEOUT = 10.0
+READ_TIMEOUT = 10.0
 """Seconds a client gets to send its whole request (a shim sends it at once)."""
 _FRAME = 4
+_PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
 class AgentError(Exception):
     """The agent cannot start: the socket path is taken, or a plugin does not load."""
 
 
-def encode_frame(data: bytes) -> bytes:
-    """``data`` as one frame: a 4-byte big-endian length, then the bytes."""
-    return len(data).to_bytes(_FRAME, "big") + data
-
-
-def decode_frame_length(prefix: bytes) -> int:
-    """The length a 4-byte frame prefix announces."""
-    return int.from_bytes(prefix, "big")
-
-
-async def _read_frame(reader: BufferedByteReceiveStream, limit: int) -> bytes:
+async def _read_frame(reader: BufferedByteReceiveStream, limit: int, what: str) -> bytes:
     size = decode_frame_length(await reader.receive_exactly(_FRAME))
     if size > limit:
-        raise ValueError(f"frame of {size} bytes exceeds the limit of {limit}")
+        raise BadRequest(f"{what} frame of {size} bytes exceeds the limit of {limit}")
     return await reader.receive_exactly(size) if size else b""
 
 
-def _header(**fields: Any) -> bytes:
-    return json.dumps({"v": PROTOCOL_VERSION, **fields}, separators=(",", ":")).encode()
+@dataclass
+class _Request:
+    header: Header
+    env: dict[str, str]
+    stdin: bytes
+
+
+async def _read_request(reader: BufferedByteReceiveStream) -> _Request:
+    """Read and validate one request (any protocol version).
+
+    :raises BadRequest: malformed or oversized; ``anyio.IncompleteRead``/``EndOfStream``
+        when the client stops early.
+    """
+    header = parse_header(await _read_frame(reader, MAX_HEADER, "header"))
+    if header.op == "health":
+        return _Request(header, {}, b"")
+    try:
+        if header.version == 1:
+            env = header.env
+        else:
+            env = parse_env(await _read_frame(reader, MAX_ENV, "environment"))
+        stdin = await _read_frame(reader, MAX_STDIN, "stdin")
+    except BadRequest as exc:
+        raise BadRequest(str(exc), header.version) from None
+    return _Request(header, env, stdin)
 
 
 def load_plugins(
@@ -172,6 +173,8 @@ class Agent:
     :param health_address: ``(host, port)`` for HTTP ``GET /healthz``, or ``None``.
     :param log_stream: where the JSON-lines log goes (default: ``sys.stderr``).
     :param handle_signals: stop on SIGTERM/SIGINT (only possible in the main thread).
+    :param allow_uids: peer uids served besides root and the agent's own uid.
+    :param read_timeout: seconds a client has to send its whole request.
     """
 
     def __init__(
@@ -183,9 +186,14 @@ class Agent:
         health_address: tuple[str, int] | None = None,
         log_stream: IO[str] | None = None,
         handle_signals: bool = True,
+        allow_uids: Collection[int] = (),
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
-        if request_timeout <= 0:
-            raise ValueError("request_timeout must be > 0")
+        if request_timeout <= 0 or read_timeout <= 0:
+            raise ValueError("timeouts must be > 0")
+        self.read_timeout = read_timeout
+        self.allow_uids = frozenset({0, os.geteuid(), *allow_uids})
+        """Peer uids this agent serves."""
         self.plugins = dict(plugins)
         self.socket_path = Path(socket_path)
         self.request_timeout = request_timeout
@@ -244,7 +252,8 @@ class Agent:
 
         :raises AgentError: if the socket path is served by a live agent or is not a socket.
         """
-        sock = _bind(self.socket_path)
+        others = self.allow_uids - {0, os.geteuid()}
+        sock = _bind(self.socket_path, 0o666 if others else 0o600)
         identity = os.stat(self.socket_path)
         listener = await anyio.abc.SocketListener.from_socket(sock)
         self.log(
@@ -253,6 +262,7 @@ class Agent:
             socket=str(self.socket_path),
             types=sorted(self.plugins),
             request_timeout=self.request_timeout,
+            allow_uids=sorted(self.allow_uids),
         )
         try:
             async with anyio.create_task_group() as outer, contextlib.AsyncExitStack() as stack:
@@ -309,57 +319,75 @@ class Agent:
 
     # -- one connection ---------------------------------------------------------------------
 
-    async def _connection(self, stream: anyio.abc.ByteStream) -> None:
+    async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         rid = next(self._ids)
         try:
             async with stream:
-                await self._exchange(rid, stream)
+                if self._admitted(rid, stream):
+                    await self._exchange(rid, stream)
+                else:
+                    error = "peer uid is not allowed to use this agent (cnisdk agent --allow-uid)"
+                    await stream.send(answer_head(2, "refused", error=error))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             self.log("disconnect", id=rid, error=str(exc) or type(exc).__name__)
+        except Exception as exc:  # one connection must never take the agent down
+            self.log("error", id=rid, where="connection", error=_describe(exc))
         finally:
             self._stats.in_flight -= 1
             if self._stats.in_flight == 0 and self._stats.idle is not None:
                 self._stats.idle.set()
 
+    def _admitted(self, rid: int, stream: anyio.abc.SocketStream) -> bool:
+        """Whether the peer's uid (``SO_PEERCRED``, taken at connect time) may be served."""
+        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        pid, uid, gid = _PEERCRED.unpack(
+            raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+        if uid in self.allow_uids:
+            return True
+        self.log("refused", id=rid, pid=pid, uid=uid, gid=gid)
+        return False
+
     async def _exchange(self, rid: int, stream: anyio.abc.ByteStream) -> None:
         reader = BufferedByteReceiveStream(stream)
         try:
-            with anyio.fail_after(_READ_TIMEOUT):
-                header = json.loads(await _read_frame(reader, MAX_HEADER))
-                if not isinstance(header, dict):
-                    raise ValueError("the header is not a JSON object")
-                if header.get("op") == "health":
-                    await stream.send(
-                        encode_frame(_header(**self.health(asking=1)))
-                        + encode_frame(b"")
-                        + encode_frame(b"")
-                    )
-                    return
-                stdin = await _read_frame(reader, MAX_STDIN)
-        except (ValueError, TimeoutError, anyio.IncompleteRead, anyio.EndOfStream) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            with anyio.fail_after(self.read_timeout):
+                request = await _read_request(reader)
+        except (BadRequest, TimeoutError, anyio.IncompleteRead, anyio.EndOfStream) as exc:
+            error = (
+                f"the request was not complete within {self.read_timeout:g} s"
+                if isinstance(exc, TimeoutError)
+                else _describe(exc)
+            )
             self.log("error", id=rid, where="read request", error=error)
+            version = exc.version if isinstance(exc, BadRequest) else 2
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send(encode_frame(_header(status="bad-request", error=error)))
+                await stream.send(answer_head(version, "bad-request", error=error))
             return
-        plugin_type = header.get("type")
-        env = header.get("env")
-        problem = _check_request(header, plugin_type, env)
-        if problem:
-            self.log("error", id=rid, where="request", error=problem)
-            await stream.send(encode_frame(_header(status="bad-request", error=problem)))
+        header = request.header
+        if header.op == "health":
+            await stream.send(health_answer(self.health(asking=1)))
             return
-        assert isinstance(plugin_type, str) and isinstance(env, dict)
-        plugin = self.plugins.get(plugin_type)
+        plugin = self.plugins.get(header.plugin_type)
         if plugin is None:
-            error = f"plugin type {plugin_type!r} is not served by this agent"
-            self.log("unserved", id=rid, type=plugin_type)
-            await stream.send(encode_frame(_header(status="unserved", error=error)))
+            error = f"plugin type {header.plugin_type!r} is not served by this agent"
+            self.log("unserved", id=rid, type=header.plugin_type)
+            await stream.send(answer_head(header.version, "unserved", error=error))
             return
-        response = await self._run(rid, plugin_type, plugin, env, stdin, reader)
+        stdin: bytes | Callable[[], bytes] = request.stdin
+        if header.stdin_errno:
+            # The shim could not read its stdin: the pipeline answers what exec mode answers
+            # where it reads stdin (code 5, Go's wording), after its checks of the environment.
+            failed = OSError(header.stdin_errno, os.strerror(header.stdin_errno))
+
+            def stdin_failed() -> bytes:
+                raise failed
+
+            stdin = stdin_failed
+        response = await self._run(rid, header.plugin_type, plugin, request.env, stdin, reader)
         if response is not None:
             await stream.send(
-                encode_frame(_header(status="ok", exit_code=response.exit_code))
+                answer_head(header.version, "ok", exit_code=response.exit_code)
                 + encode_frame(response.stdout)
                 + encode_frame(response.stderr)
             )
@@ -370,7 +398,7 @@ class Agent:
         plugin_type: str,
         plugin: Plugin[Any],
         env: dict[str, str],
-        stdin: bytes,
+        stdin: bytes | Callable[[], bytes],
         reader: BufferedByteReceiveStream,
     ) -> Response | None:
         """Run one request; ``None`` if the client went away (the request was cancelled)."""
@@ -418,7 +446,7 @@ class Agent:
             self.log("timeout", **fields, duration_ms=duration_ms, exit_code=1)
             return response
         self.log("request", **fields, duration_ms=duration_ms, exit_code=response.exit_code)
-        return Response(response.stdout, logged + response.stderr, response.exit_code)
+        return _fitted(Response(response.stdout, logged + response.stderr, response.exit_code))
 
     # -- HTTP health ------------------------------------------------------------------------
 
@@ -458,18 +486,26 @@ class Agent:
                 await stream.send(head + (body if parts[:1] != [b"HEAD"] else b""))
 
 
-def _check_request(header: dict[str, Any], plugin_type: Any, env: Any) -> str:
-    if header.get("v") != PROTOCOL_VERSION:
-        return f"unsupported protocol version {header.get('v')!r} (this agent speaks 1)"
-    if header.get("op") != "request":
-        return f"unknown op {header.get('op')!r}"
-    if not isinstance(plugin_type, str) or not plugin_type:
-        return "no plugin type"
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        return "env must be an object of strings"
-    return ""
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, BadRequest):
+        return text
+    if isinstance(exc, anyio.IncompleteRead | anyio.EndOfStream):
+        return "the client closed the connection before a complete request"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fitted(response: Response) -> Response:
+    """``response`` within the frame size a shim accepts: a log is cut, a result refused."""
+    stderr = response.stderr
+    if len(stderr) > MAX_FRAME:
+        stderr = stderr[: MAX_FRAME - 64] + b"\n[cnisdk agent: log cut to fit the answer]\n"
+    if len(response.stdout) > MAX_FRAME:
+        error = CNIError(
+            ErrorCode.INTERNAL, f"cnisdk agent: the plugin's output exceeds {MAX_FRAME} bytes"
+        )
+        return Response(error.to_json(), stderr, 1)
+    return Response(response.stdout, stderr, response.exit_code)
 
 
 async def _wait_idle(stats: _Stats) -> None:
@@ -478,13 +514,14 @@ async def _wait_idle(stats: _Stats) -> None:
         await stats.idle.wait()
 
 
-def _bind(path: Path) -> socket.socket:
-    """A listening socket at ``path``, mode 0600; a missing parent is created with mode 0700.
+def _bind(path: Path, mode: int = 0o600) -> socket.socket:
+    """A listening socket at ``path`` with ``mode``; a missing parent is created with mode
+    0700 (0755 for a socket others may use).
 
     :raises AgentError: if a live agent answers at ``path``, or ``path`` is not a socket.
     """
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.mkdir(mode=0o755 if mode & 0o077 else 0o700, parents=True)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -514,8 +551,9 @@ def _bind(path: Path) -> socket.socket:
             sock.bind(str(path))
         finally:
             os.umask(previous)
-        os.chmod(path, 0o600)
-        sock.listen(512)
+        os.chmod(path, mode)
+        # Room for every pod of a node starting at once; the kernel caps it at somaxconn.
+        sock.listen(4096)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -529,27 +567,3 @@ def _unlink_if_same(path: Path, identity: os.stat_result) -> None:
         st = os.lstat(path)
         if (st.st_dev, st.st_ino) == (identity.st_dev, identity.st_ino):
             path.unlink()
-
-
-def request_health(socket_path: str | os.PathLike[str], timeout: float = 5.0) -> dict[str, Any]:
-    """Ask the agent at ``socket_path`` for its health document (blocking).
-
-    :raises OSError: if the agent is unreachable; ``ValueError`` for a malformed answer.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(os.fspath(socket_path))
-        sock.sendall(encode_frame(_header(op="health")))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    if len(data) < _FRAME:
-        raise ValueError("short health answer")
-    size = decode_frame_length(data[:_FRAME])
-    doc = json.loads(data[_FRAME : _FRAME + size])
-    if not isinstance(doc, dict):
-        raise ValueError("health answer is not a JSON object")
-    return doc

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "agent",
         "serve every installed plugin over a Unix socket, in one long-running process",
     ),
+    "build-shim": (
+        "build_shim",
+        "compile the agent-mode shim into a static executable for `install --agent-socket`",
+    ),
     "demo": ("demo", "run a real chain in a throwaway network namespace and show the result"),
 }
 

@@ -56,7 +56,7 @@ from typing import Any
 
 from cnisdk._confdir import select_network
 from cnisdk._discovery import PluginEntry
-from cnisdk._launcher import is_launcher, render_launcher, write_launcher
+from cnisdk._launcher import is_launcher, launcher_bytes, write_launcher
 
 __all__ = [
     "DEFAULT_CNI_VERSION",
@@ -498,7 +498,7 @@ def _with_kubeconfig(entries: list[dict[str, Any]], path: str) -> list[dict[str,
 def _write_launchers(spec: InstallSpec, outcome: Outcome) -> None:
     for plugin in spec.plugins:
         target = spec.bin_dir / plugin.type
-        wanted = render_launcher(plugin, spec.python).encode()
+        wanted = launcher_bytes(plugin, spec.python)
         with contextlib.suppress(OSError):
             if target.read_bytes() == wanted and target.stat().st_mode & 0o777 == 0o755:
                 continue

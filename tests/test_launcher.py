@@ -455,6 +455,38 @@ def test_marker_is_on_the_second_line() -> None:
     assert lines[-2:] == ["from pkg.mod import Outer", "run(Outer.Inner)"]
 
 
+def test_launchers_import_only_the_public_api(launcher: Path) -> None:
+    imports = [
+        line for line in launcher.read_text().splitlines() if line.startswith(("import", "from"))
+    ]
+    assert imports == [
+        "from cnisdk import run",
+        "from cnisdk_examples.passthrough import Passthrough",
+    ]
+
+
+def test_launchers_of_earlier_versions_are_still_recognised(tmp_path: Path) -> None:
+    # Written by an earlier cnisdk, which imported the private skel module: uninstall and
+    # `cnisdk list` must still know them as ours.
+    old = tmp_path / "passthrough"
+    old.write_text(
+        f"#!{sys.executable} -I\n"
+        "# cnisdk launcher for CNI plugin type 'passthrough' (cnisdk_examples 0.1.0); "
+        "written by `cnisdk install`.\n"
+        "from cnisdk._skel import run\n"
+        "from cnisdk_examples.passthrough import Passthrough\n"
+        "run(Passthrough)\n"
+    )
+    old.chmod(0o755)
+    assert is_launcher(old)
+    done = cnisdk("uninstall", "--bin-dir", str(tmp_path), "passthrough")
+    assert done.returncode == 0, done.stderr
+    assert not old.exists()
+    foreign = tmp_path / "passthrough"
+    foreign.write_text("#!/bin/sh\n# not ours\nexit 0\n")
+    assert not is_launcher(foreign)
+
+
 def test_internal_errors_reach_the_configured_log_file(
     noisy_launcher: Path, tmp_path: Path
 ) -> None:

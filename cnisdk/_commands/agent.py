@@ -19,6 +19,7 @@ _EPILOG = """\
 examples:
   cnisdk agent --socket /run/cnisdk/agent.sock
   cnisdk agent --socket /run/cnisdk/agent.sock --types istio-redirect --health 127.0.0.1:8001
+  cnisdk agent --socket /run/cnisdk/agent.sock --allow-uid 1000   # also serve uid 1000
   cnisdk install istio-redirect --bin-dir /opt/cni/bin --agent-socket /run/cnisdk/agent.sock
 """
 
@@ -29,7 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Load every installed plugin type (or --types) once and serve CNI requests for them "
         "over a Unix socket (mode 0600), concurrently, until SIGTERM/SIGINT. Shim launchers "
-        "(cnisdk install --agent-socket) forward requests here."
+        "(cnisdk install --agent-socket) forward requests here. Only root (and the agent's "
+        "own uid) is served unless --allow-uid says otherwise: every connection's peer "
+        "credentials are checked."
     )
     parser.epilog = _EPILOG
     parser.add_argument("--socket", required=True, metavar="PATH", help="the Unix socket path")
@@ -51,7 +54,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="cancel a request after S seconds, answering CNI error 11 (default: 60)",
     )
     parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a client must send its whole request within S seconds (default: 10)",
+    )
+    parser.add_argument(
         "--health", default=None, metavar="HOST:PORT", help="serve HTTP GET /healthz here"
+    )
+    parser.add_argument(
+        "--allow-uid",
+        type=int,
+        action="append",
+        default=[],
+        metavar="UID",
+        help="also serve clients running as UID (repeatable); the socket is then mode 0666 "
+        "and the peer-credential check is what keeps other users out",
     )
 
 
@@ -70,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         health = _address(args.health) if args.health else None
-        if args.request_timeout <= 0:
-            raise ValueError("--request-timeout must be > 0")
+        if args.request_timeout <= 0 or args.read_timeout <= 0:
+            raise ValueError("--request-timeout and --read-timeout must be > 0")
+        if any(not 0 <= uid < 2**32 - 1 for uid in args.allow_uid):
+            raise ValueError("--allow-uid: expected a uid (0 to 4294967294)")
         extra = {}
         for item in args.plugin:
             name, sep, target = item.partition("=")
@@ -91,7 +112,14 @@ def run(args: argparse.Namespace) -> int:
     # the agent's supervisor reads as structured output, as exec mode keeps it off stdout.
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    agent = Agent(plugins, args.socket, request_timeout=args.request_timeout, health_address=health)
+    agent = Agent(
+        plugins,
+        args.socket,
+        request_timeout=args.request_timeout,
+        health_address=health,
+        allow_uids=args.allow_uid,
+        read_timeout=args.read_timeout,
+    )
     try:
         anyio.run(agent.serve, backend="asyncio")
     except (AgentError, OSError) as exc:

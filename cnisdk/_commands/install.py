@@ -26,6 +26,7 @@ __all__ = ["add_common_arguments", "build_spec", "configure", "run"]
 _EPILOG = """\
 examples:
   cnisdk install --bin-dir /opt/cni/bin istio-redirect passthrough
+  cnisdk install istio-redirect --bin-dir /opt/cni/bin --agent-socket /run/cnisdk/agent.sock
   cnisdk install istio-redirect --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d \\
       --chain '{"type": "istio-redirect", "exclude_namespaces": ["kube-system"]}'
   # in the DaemonSet (deploy/kubernetes-exec; deploy/kubernetes adds --agent-socket):
@@ -107,6 +108,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="exec",
         help="when the agent is unreachable: run in exec mode (default) or fail with code 11",
     )
+    parser.add_argument(
+        "--shim",
+        choices=("auto", "compiled", "python"),
+        default="auto",
+        help="with --agent-socket: the compiled shim (a static executable, see --shim-binary) "
+        "or the Python shim; auto (default): compiled if the binary exists, else Python",
+    )
+    parser.add_argument(
+        "--shim-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a shim waits for the agent's answer once its request is sent (default: "
+        "150); keep it above the agent's --request-timeout",
+    )
+    parser.add_argument(
+        "--shim-binary",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the compiled shim to copy (default: <sys.prefix>/libexec/cnisdk/cnisdk-shim, "
+        "where `cnisdk build-shim` writes it)",
+    )
     parser.add_argument("--watch", action="store_true", help="keep the install in place")
     parser.add_argument(
         "--ready-address",
@@ -154,6 +178,18 @@ def _entry_or_bare(plugin_type: str) -> PluginEntry:
         return PluginEntry(plugin_type, "", "", "", "")
 
 
+def _shim_binary(mode: str, binary: Path | None) -> str | None:
+    """The compiled shim to install (``None``: the Python shim) for ``--shim``/``--shim-binary``."""
+    from cnisdk._compiled_shim import DEFAULT_PATH
+
+    path = binary or DEFAULT_PATH
+    if mode == "python" or (mode == "auto" and binary is None and not path.is_file()):
+        return None
+    if not path.is_file():
+        raise ValueError(f"no compiled shim at {path} (build one with `cnisdk build-shim`)")
+    return str(path)
+
+
 def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
     """The :class:`InstallSpec` for parsed arguments; raises ``ValueError``/``OSError``."""
     from cnisdk._discovery import get_plugin
@@ -169,12 +205,18 @@ def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
     chain = getattr(args, "chain", None)
     agent_socket = getattr(args, "agent_socket", None)
     if agent_socket:
-        from cnisdk._launcher import AgentEntry
+        from cnisdk._launcher import ANSWER_TIMEOUT, AgentEntry, launcher_bytes
 
         if not agent_socket.startswith("/"):
             raise ValueError(f"--agent-socket must be an absolute path, not {agent_socket!r}")
+        shim = _shim_binary(getattr(args, "shim", "python"), getattr(args, "shim_binary", None))
+        timeout = getattr(args, "shim_timeout", None) or ANSWER_TIMEOUT
         # An AgentEntry renders as a shim wherever launchers are written (install, --watch).
-        entries = [AgentEntry.of(e, agent_socket, args.agent_fallback) for e in entries]
+        entries = [
+            AgentEntry.of(e, agent_socket, args.agent_fallback, shim, timeout) for e in entries
+        ]
+        for entry in entries:
+            launcher_bytes(entry, getattr(args, "python", None))  # refuse bad values up front
     return InstallSpec(
         plugins=entries,
         bin_dir=args.bin_dir,
@@ -185,6 +227,15 @@ def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
         kubeconfig=args.kubeconfig,
         host_root=args.host_root,
     )
+
+
+def _launcher_kind(plugin: PluginEntry) -> str:
+    from cnisdk._launcher import AgentEntry
+
+    if not isinstance(plugin, AgentEntry):
+        return ""
+    kind = "Python shim" if plugin.shim_binary is None else "compiled shim"
+    return f" ({kind} for the agent at {plugin.socket_path})"
 
 
 def _say(message: str) -> None:
@@ -235,7 +286,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.watch:
         for plugin in spec.plugins:
             path = spec.bin_dir / plugin.type
-            _say(f"installed {plugin.type} ({plugin.distribution} {plugin.version}) -> {path}")
+            kind = _launcher_kind(plugin)
+            _say(
+                f"installed {plugin.type} ({plugin.distribution} {plugin.version}) -> {path}{kind}"
+            )
         for note in outcome.notes:
             _say(note)
         if outcome.config is not None:

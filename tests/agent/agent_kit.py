@@ -1,4 +1,5 @@
-"""Helpers for the agent tests: start ``cnisdk agent`` as a subprocess, write shims, run them."""
+"""Helpers for the agent tests: start ``cnisdk agent`` as a subprocess, write shims (Python or
+compiled), run them."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnisdk._agent import request_health
+from cnisdk._agent_protocol import request_health
 from cnisdk._discovery import PluginEntry, get_plugin
-from cnisdk._launcher import AgentEntry, Fallback, write_launcher
+from cnisdk._launcher import ANSWER_TIMEOUT, AgentEntry, Fallback, write_launcher
 
 HERE = Path(__file__).resolve().parent
 CNISDK = Path(sys.executable).parent / "cnisdk"
@@ -84,11 +85,19 @@ class AgentProcess:
 
 
 def write_shims(
-    bin_dir: Path, socket_path: Path, types: Sequence[str], fallback: Fallback = "exec"
+    bin_dir: Path,
+    socket_path: Path,
+    types: Sequence[str],
+    fallback: Fallback = "exec",
+    shim_binary: Path | None = None,
+    answer_timeout: float = ANSWER_TIMEOUT,
 ) -> None:
+    """Shims for ``types``: the compiled shim when ``shim_binary`` is given, else Python's."""
     for plugin_type in types:
         entry = test_entry(plugin_type) if plugin_type in TEST_PLUGINS else get_plugin(plugin_type)
-        write_launcher(bin_dir, AgentEntry.of(entry, str(socket_path), fallback))
+        binary = None if shim_binary is None else str(shim_binary)
+        agent_entry = AgentEntry.of(entry, str(socket_path), fallback, binary, answer_timeout)
+        write_launcher(bin_dir, agent_entry)
 
 
 def write_exec_launchers(bin_dir: Path, types: Sequence[str]) -> None:
@@ -102,7 +111,7 @@ def write_exec_launchers(bin_dir: Path, types: Sequence[str]) -> None:
         path.write_text(
             f"#!{sys.executable} -I\n"
             f"import sys\nsys.path.insert(0, {str(HERE)!r})\n"
-            f"from cnisdk._skel import run\nfrom {module} import {attr}\nrun({attr})\n"
+            f"from cnisdk import run\nfrom {module} import {attr}\nrun({attr})\n"
         )
         path.chmod(0o755)
 

@@ -2,6 +2,7 @@
 
 Many pods ADDed and DELeted concurrently; the agent SIGKILLed mid-ADD (the runtime gets an
 error, DEL cleans the pod, nothing is left half-applied); a restarted agent serves again.
+Each runs with the Python and with the compiled shim.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ def anyio_backend() -> str:
 class Node:
     """A bin dir of shims, an agent socket path, a bridge network and a runtime."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, shim_binary: Path | None) -> None:
         require_netns()
         self.bin_dir = tmp_path / "bin"
         self.socket = Path(f"/tmp/cnisdk-agent-{secrets.token_hex(4)}/agent.sock")
-        write_shims(self.bin_dir, self.socket, ["passthrough", "slow"])
+        write_shims(self.bin_dir, self.socket, ["passthrough", "slow"], shim_binary=shim_binary)
         self.ipam_dir = tmp_path / "ipam"
         self.bridge = f"cnia{secrets.token_hex(4)}"
         self.subnet_prefix = f"10.{230 + secrets.randbelow(10)}.{secrets.randbelow(250)}"
@@ -88,8 +89,8 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(tmp_path)
+def node(tmp_path: Path, shim_binary: Path | None) -> Iterator[Node]:
+    n = Node(tmp_path, shim_binary)
     try:
         yield n
     finally:

@@ -1,8 +1,10 @@
 """The agent and its shims without network namespaces: exec-mode equivalence, fallbacks,
-timeouts, cancellation, graceful shutdown, the socket's permissions and health."""
+timeouts, cancellation, graceful shutdown, the socket's permissions, peer credentials and
+health. Every test that runs a shim runs with both the Python and the compiled shim."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +28,8 @@ from agent_kit import (
     write_shims,
 )
 
-from cnisdk._agent import encode_frame, request_health
+from cnisdk._agent_protocol import encode_frame, request_health
+from cnisdk._launcher import is_launcher
 
 TYPES = ["passthrough", "boom", "slow", "netns"]
 PLAIN = b'{"cniVersion":"1.0.0","name":"n"}'
@@ -52,12 +55,17 @@ def agent(sock_dir: Path) -> Iterator[AgentProcess]:
 
 
 @pytest.fixture(scope="module")
-def bins(sock_dir: Path, agent: AgentProcess) -> dict[str, Path]:
-    dirs = {name: sock_dir / name for name in ("shim", "exec", "fail", "nobody")}
-    write_shims(dirs["shim"], agent.socket_path, TYPES)
-    write_exec_launchers(dirs["exec"], TYPES)
-    write_shims(dirs["fail"], sock_dir / "absent.sock", ["passthrough"], fallback="fail")
-    write_shims(dirs["nobody"], sock_dir / "absent.sock", ["passthrough"], fallback="exec")
+def bins(
+    sock_dir: Path, agent: AgentProcess, shim_kind: str, shim_binary: Path | None
+) -> dict[str, Path]:
+    dirs = {name: sock_dir / f"{name}-{shim_kind}" for name in ("shim", "fail", "nobody")}
+    dirs["exec"] = sock_dir / "exec"
+    if not dirs["exec"].exists():
+        write_exec_launchers(dirs["exec"], TYPES)
+    absent = sock_dir / "absent.sock"
+    write_shims(dirs["shim"], agent.socket_path, TYPES, shim_binary=shim_binary)
+    write_shims(dirs["fail"], absent, ["passthrough"], fallback="fail", shim_binary=shim_binary)
+    write_shims(dirs["nobody"], absent, ["passthrough"], fallback="exec", shim_binary=shim_binary)
     return dirs
 
 
@@ -82,6 +90,13 @@ CASES = {
         cni_env("ADD", **OWN_NETNS, CNI_NETNS_OVERRIDE="true"),
         PLAIN,
     ),
+    # Environment values need not be UTF-8: they reach the plugin as exec mode sees them.
+    "undecodable-env": (
+        "passthrough",
+        {**cni_env("DEL"), "CNI_CONTAINERID": b"ctr-\xff\xfe"},  # type: ignore[dict-item]
+        chained_config("passthrough"),
+    ),
+    "empty-stdin": ("passthrough", cni_env("ADD"), b""),
 }
 
 
@@ -144,21 +159,32 @@ def test_fallback_fail_answers_code_11(sock_dir: Path, bins: dict[str, Path]) ->
     assert done.stdout.startswith(b'{\n    "code": 11,') and not done.stdout.endswith(b"\n")
 
 
-def test_shim_imports_only_the_standard_library(bins: dict[str, Path]) -> None:
-    text = (bins["shim"] / "passthrough").read_text()
+def test_shim_needs_nothing_but_the_interpreter_or_libc(
+    bins: dict[str, Path], shim_kind: str
+) -> None:
+    shim = bins["shim"] / "passthrough"
+    assert is_launcher(shim)
+    if shim_kind == "compiled":
+        done = subprocess.run(["ldd", str(shim)], capture_output=True, text=True, check=False)
+        assert "not a dynamic executable" in done.stdout + done.stderr
+        return
+    text = shim.read_text()
     assert text.splitlines()[0].endswith(" -IS")
-    assert "cnisdk" not in "".join(
-        line for line in text.splitlines() if line.startswith(("import", "from"))
-    )
+    imports = {line.split()[1] for line in text.splitlines() if line.startswith(("import", "from"))}
+    # Modules built into the interpreter or an extension module at most: no json, struct,
+    # socket, os (and no cnisdk: -S leaves site-packages out).
+    assert imports == {"_socket", "posix", "time"}
 
 
-def test_unserved_type_falls_back_to_exec(sock_dir: Path, agent: AgentProcess) -> None:
+def test_unserved_type_falls_back_to_exec(
+    sock_dir: Path, agent: AgentProcess, shim_kind: str, shim_binary: Path | None
+) -> None:
     # An agent serving only `slow` does not know passthrough: the shim runs it in exec mode.
-    only = AgentProcess(sock_dir / "only.sock", args=["--types", ""])
+    only = AgentProcess(sock_dir / f"only-{shim_kind}.sock", args=["--types", ""])
     only.wait_ready()
     try:
-        bin_dir = sock_dir / "only-bin"
-        write_shims(bin_dir, only.socket_path, ["passthrough"])
+        bin_dir = sock_dir / f"only-bin-{shim_kind}"
+        write_shims(bin_dir, only.socket_path, ["passthrough"], shim_binary=shim_binary)
         done = run_plugin(bin_dir / "passthrough", cni_env("ADD"), chained_config("passthrough"))
         assert done.returncode == 0 and json.loads(done.stdout)["ips"]
         assert any(e["event"] == "unserved" for e in only.events())
@@ -166,12 +192,14 @@ def test_unserved_type_falls_back_to_exec(sock_dir: Path, agent: AgentProcess) -
         assert only.stop() == 0
 
 
-def test_request_timeout_answers_try_again_later(sock_dir: Path) -> None:
-    quick = AgentProcess(sock_dir / "timeout.sock", args=["--request-timeout", "0.5"])
+def test_request_timeout_answers_try_again_later(
+    sock_dir: Path, shim_kind: str, shim_binary: Path | None
+) -> None:
+    quick = AgentProcess(sock_dir / f"timeout-{shim_kind}.sock", args=["--request-timeout", "0.5"])
     quick.wait_ready()
     try:
-        bin_dir = sock_dir / "timeout-bin"
-        write_shims(bin_dir, quick.socket_path, ["slow"], fallback="fail")
+        bin_dir = sock_dir / f"timeout-bin-{shim_kind}"
+        write_shims(bin_dir, quick.socket_path, ["slow"], fallback="fail", shim_binary=shim_binary)
         started = time.monotonic()
         done = run_plugin(bin_dir / "slow", cni_env("ADD"), chained_config("slow", sleep=30))
         assert time.monotonic() - started < 5
@@ -186,9 +214,34 @@ def test_request_timeout_answers_try_again_later(sock_dir: Path) -> None:
 def _raw_request(path: Path, plugin_type: str, env: dict[str, str], stdin: bytes) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(path))
-    header = json.dumps({"v": 1, "op": "request", "type": plugin_type, "env": env}).encode()
-    sock.sendall(encode_frame(header) + encode_frame(stdin))
+    header = json.dumps({"v": 2, "op": "request", "type": plugin_type}).encode()
+    environ = b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items())
+    sock.sendall(encode_frame(header) + encode_frame(environ) + encode_frame(stdin))
     return sock
+
+
+def _frames(data: bytes) -> list[bytes]:
+    frames = []
+    while data:
+        size = int.from_bytes(data[:4], "big")
+        frames.append(data[4 : 4 + size])
+        data = data[4 + size :]
+    return frames
+
+
+def _answer(path: Path, request: bytes) -> list[bytes]:
+    """Send raw bytes, half-close, and split what comes back into frames."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(str(path))
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        # An agent that closes without reading all we sent resets instead of ending.
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return _frames(data)
 
 
 def _wait_for(path: Path, timeout: float = 10) -> None:
@@ -216,12 +269,49 @@ def test_client_disconnect_cancels_the_request(agent: AgentProcess, sock_dir: Pa
 
 
 def test_bad_requests_are_refused(agent: AgentProcess) -> None:
-    for header in (b"[1]", b'{"v": 2, "op": "request"}', b'{"v": 1, "op": "request"}', b"nope"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(str(agent.socket_path))
-            sock.sendall(encode_frame(header) + encode_frame(b""))
-            data = sock.recv(65536)
-        assert json.loads(data[4:])["status"] == "bad-request"
+    # Version 2 (and anything without a usable version) is answered in text ...
+    for header in (b"[1]", b'{"v": 2, "op": "request"}', b'{"v": 3, "op": "request"}', b"nope"):
+        (head,) = _answer(agent.socket_path, encode_frame(header) + encode_frame(b""))
+        assert head.startswith(b"bad-request "), head
+    # ... version 1 in its own JSON.
+    header = b'{"v": 1, "op": "request"}'
+    (head,) = _answer(agent.socket_path, encode_frame(header) + encode_frame(b""))
+    assert json.loads(head) == {"v": 1, "status": "bad-request", "error": "no plugin type"}
+
+
+def test_protocol_version_1_is_still_served(agent: AgentProcess, bins: dict[str, Path]) -> None:
+    # Shims written by an earlier cnisdk speak version 1 until the installer replaces them.
+    env = cni_env("ADD", CNI_CONTAINERID="v1-client")
+    stdin = chained_config("passthrough")
+    header = json.dumps({"v": 1, "op": "request", "type": "passthrough", "env": env}).encode()
+    head, out, _err = _answer(agent.socket_path, encode_frame(header) + encode_frame(stdin))
+    assert json.loads(head) == {"v": 1, "status": "ok", "exit_code": 0}
+    assert out == run_plugin(bins["exec"] / "passthrough", env, stdin).stdout
+
+
+def test_stdin_closed_answers_code_5_as_go_does(bins: dict[str, Path]) -> None:
+    # Go's skel: `error reading from stdin: read /dev/stdin: bad file descriptor`, code 5;
+    # Debian's Go tuning answers exactly that when fd 0 is closed.
+    env = cni_env("ADD")
+
+    def closed_stdin(path: Path) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(path)],
+            env=env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: os.close(0),
+            timeout=30,
+            check=False,
+        )
+
+    expected = {"code": 5, "msg": "error reading from stdin: read /dev/stdin: bad file descriptor"}
+    go = closed_stdin(Path("/usr/lib/cni/tuning"))
+    assert (json.loads(go.stdout), go.returncode) == (expected, 1)
+    for launcher in (bins["exec"], bins["shim"], bins["nobody"]):
+        done = closed_stdin(launcher / "passthrough")
+        assert (done.stdout, done.returncode) == (go.stdout, 1), launcher
+        assert b"Traceback" not in done.stderr
 
 
 def test_health_over_http_and_socket(agent: AgentProcess) -> None:
@@ -235,7 +325,12 @@ def test_health_over_http_and_socket(agent: AgentProcess) -> None:
         assert json.loads(answer.read())["pid"] == agent.proc.pid
 
 
-def test_socket_is_owner_only(agent: AgentProcess, bins: dict[str, Path]) -> None:
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+def test_socket_is_owner_only(
+    agent: AgentProcess, bins: dict[str, Path], shim_binary: Path | None
+) -> None:
     st = os.stat(agent.socket_path)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_uid == os.getuid() == 0
@@ -250,12 +345,71 @@ def test_socket_is_owner_only(agent: AgentProcess, bins: dict[str, Path]) -> Non
     done = subprocess.run([*nobody, "/usr/bin/python3", "-c", probe, str(agent.socket_path)])
     assert done.returncode == 3
     # A shim run by another user cannot reach the agent either: with fallback "fail" it says so.
-    fail_bin = bins["fail"].with_name("fail-nobody")
-    write_shims(fail_bin, agent.socket_path, ["passthrough"], fallback="fail")
+    fail_bin = bins["fail"].with_name(bins["fail"].name + "-nobody")
+    write_shims(
+        fail_bin, agent.socket_path, ["passthrough"], fallback="fail", shim_binary=shim_binary
+    )
     done = subprocess.run(
         [*nobody, str(fail_bin / "passthrough")], env=cni_env("VERSION"), capture_output=True
     )
-    assert json.loads(done.stdout)["code"] == 11 and b"Permission denied" in done.stdout
+    assert json.loads(done.stdout) == {
+        "code": 11,
+        "msg": f"cnisdk agent unavailable at {agent.socket_path}: connect: Permission denied",
+    }
+
+
+def test_peer_credentials_are_checked_not_only_the_file_mode(
+    sock_dir: Path, bins: dict[str, Path], shim_kind: str, shim_binary: Path | None
+) -> None:
+    # An operator loosened the socket's mode: other users can connect, and are still refused.
+    strict = AgentProcess(sock_dir / f"strict-{shim_kind}.sock")
+    strict.wait_ready()
+    try:
+        strict.socket_path.chmod(0o666)
+        bin_dir = sock_dir / f"strict-bin-{shim_kind}"
+        write_shims(
+            bin_dir, strict.socket_path, ["passthrough"], fallback="fail", shim_binary=shim_binary
+        )
+        served = request_health(strict.socket_path)["served"]
+        done = subprocess.run(
+            [*NOBODY, str(bin_dir / "passthrough")], env=cni_env("VERSION"), capture_output=True
+        )
+        assert json.loads(done.stdout) == {
+            "code": 11,
+            "msg": f"cnisdk agent unavailable at {strict.socket_path}: refused: peer uid is "
+            "not allowed to use this agent (cnisdk agent --allow-uid)",
+        }
+        assert request_health(strict.socket_path)["served"] == served
+        refused = [e for e in strict.events() if e["event"] == "refused"]
+        assert refused and refused[-1]["uid"] == 65534 and refused[-1]["gid"] == 65534
+        # Root is served through the same socket.
+        done = run_plugin(bin_dir / "passthrough", cni_env("VERSION"))
+        assert done.returncode == 0 and json.loads(done.stdout)["cniVersion"] == "1.1.0"
+    finally:
+        assert strict.stop() == 0
+
+
+def test_allow_uid_serves_that_user(
+    sock_dir: Path, bins: dict[str, Path], shim_kind: str, shim_binary: Path | None
+) -> None:
+    allowed = AgentProcess(sock_dir / f"allow-{shim_kind}.sock", args=["--allow-uid", "65534"])
+    allowed.wait_ready()
+    try:
+        assert stat.S_IMODE(os.stat(allowed.socket_path).st_mode) == 0o666
+        bin_dir = sock_dir / f"allow-bin-{shim_kind}"
+        write_shims(
+            bin_dir, allowed.socket_path, ["passthrough"], fallback="fail", shim_binary=shim_binary
+        )
+        served = request_health(allowed.socket_path)["served"]
+        done = subprocess.run(
+            [*NOBODY, str(bin_dir / "passthrough")], env=cni_env("VERSION"), capture_output=True
+        )
+        via_exec = run_plugin(bins["exec"] / "passthrough", cni_env("VERSION"))
+        assert (done.stdout, done.returncode) == (via_exec.stdout, 0), done.stdout
+        assert request_health(allowed.socket_path)["served"] == served + 1
+        assert not any(e["event"] == "refused" for e in allowed.events())
+    finally:
+        assert allowed.stop() == 0
 
 
 def test_refuses_a_live_socket_and_replaces_a_stale_one(
@@ -280,12 +434,14 @@ def test_refuses_a_live_socket_and_replaces_a_stale_one(
     assert plain.read_text() == "not a socket"
 
 
-def test_graceful_shutdown_finishes_the_in_flight_request(sock_dir: Path) -> None:
-    draining = AgentProcess(sock_dir / "drain.sock")
+def test_graceful_shutdown_finishes_the_in_flight_request(
+    sock_dir: Path, shim_kind: str, shim_binary: Path | None
+) -> None:
+    draining = AgentProcess(sock_dir / f"drain-{shim_kind}.sock")
     draining.wait_ready()
-    bin_dir = sock_dir / "drain-bin"
-    write_shims(bin_dir, draining.socket_path, ["slow"], fallback="fail")
-    marker = sock_dir / "drain.marker"
+    bin_dir = sock_dir / f"drain-bin-{shim_kind}"
+    write_shims(bin_dir, draining.socket_path, ["slow"], fallback="fail", shim_binary=shim_binary)
+    marker = sock_dir / f"drain-{shim_kind}.marker"
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(
             run_plugin,
