@@ -35,6 +35,7 @@ plugins' ``serve()`` contexts. A second signal cancels the in-flight requests at
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -348,7 +349,7 @@ class Agent:
         self.log("refused", id=rid, pid=pid, uid=uid, gid=gid)
         return False
 
-    async def _exchange(self, rid: int, stream: anyio.abc.ByteStream) -> None:
+    async def _exchange(self, rid: int, stream: anyio.abc.SocketStream) -> None:
         reader = BufferedByteReceiveStream(stream)
         try:
             with anyio.fail_after(self.read_timeout):
@@ -384,7 +385,10 @@ class Agent:
                 raise failed
 
             stdin = stdin_failed
-        response = await self._run(rid, header.plugin_type, plugin, request.env, stdin, reader)
+        client = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        response = await self._run(
+            rid, header.plugin_type, plugin, request.env, stdin, reader, client
+        )
         if response is not None:
             await stream.send(
                 answer_head(header.version, "ok", exit_code=response.exit_code)
@@ -400,6 +404,7 @@ class Agent:
         env: dict[str, str],
         stdin: bytes | Callable[[], bytes],
         reader: BufferedByteReceiveStream,
+        client: socket.socket,
     ) -> Response | None:
         """Run one request; ``None`` if the client went away (the request was cancelled)."""
         command = env.get("CNI_COMMAND", "")
@@ -412,24 +417,22 @@ class Agent:
         started = time.monotonic()
         log_buffer = io.StringIO()
         response: Response | None = None
-        gone = False
-        timed_out = False
-
-        async def watch_client(scope: anyio.CancelScope) -> None:
-            # The client sends nothing after its request: any read returning means it closed
-            # its end (or broke the protocol), so the work is no longer wanted.
-            nonlocal gone
-            with contextlib.suppress(Exception):
-                await reader.receive()
-            gone = True
-            scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_client, tg.cancel_scope)
-            with anyio.move_on_after(self.request_timeout) as deadline:
-                response = await handle_request(plugin, env, stdin, log_stream=log_buffer)
-            timed_out = deadline.cancelled_caught
-            tg.cancel_scope.cancel()
+        # The client sends nothing after its request: its socket turning readable means it
+        # closed its end (or broke the protocol), so the work is no longer wanted. A reader
+        # callback on the event loop (the agent runs on asyncio) costs a fraction of a task
+        # watching the socket, for every request.
+        loop = asyncio.get_running_loop()
+        with anyio.CancelScope() as client_scope:
+            if reader.buffer:
+                client_scope.cancel()
+            loop.add_reader(client.fileno(), client_scope.cancel)
+            try:
+                with anyio.move_on_after(self.request_timeout) as deadline:
+                    response = await handle_request(plugin, env, stdin, log_stream=log_buffer)
+            finally:
+                loop.remove_reader(client.fileno())
+        gone = client_scope.cancel_called
+        timed_out = deadline.cancelled_caught
         duration_ms = round((time.monotonic() - started) * 1000, 3)
         self._stats.served += 1
         if gone and response is None:
