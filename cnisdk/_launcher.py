@@ -188,7 +188,7 @@ def frame(data):
 
 
 def receive(sock, size, deadline):
-    data = b""
+    data = bytearray()
     while len(data) < size:
         left = deadline - monotonic()
         if left <= 0:
@@ -198,7 +198,7 @@ def receive(sock, size, deadline):
         if not chunk:
             raise EOFError
         data += chunk
-    return data
+    return bytes(data)
 
 
 def receive_frame(sock, limit, deadline):
