@@ -97,6 +97,8 @@ CASES = {
         chained_config("passthrough"),
     ),
     "empty-stdin": ("passthrough", cni_env("ADD"), b""),
+    # More than a socket buffer (and, on fallback, the memfd) holds in one go.
+    "big-config": ("passthrough", cni_env("ADD"), chained_config("passthrough", pad="x" * 2**21)),
 }
 
 
@@ -126,6 +128,27 @@ def test_overridden_own_netns_reaches_the_plugin_through_the_agent(
     done = run_plugin(bins["shim"] / "netns", {**env, "CNI_NETNS_OVERRIDE": "1"}, PLAIN)
     assert done.returncode == 0, done.stdout
     assert json.loads(done.stdout)["interfaces"] == [{"name": "inside"}]
+
+
+def test_version_and_about_read_no_stdin(bins: dict[str, Path]) -> None:
+    # A runtime (or a terminal) may leave stdin open: VERSION and the about text must not
+    # wait for it, in exec mode or through a shim.
+    for env in (cni_env("VERSION"), {"PATH": "/usr/bin:/bin"}):
+        outputs = set()
+        for launcher in (bins["exec"], bins["shim"], bins["nobody"]):
+            with subprocess.Popen(
+                [str(launcher / "passthrough")],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ) as proc:
+                assert proc.wait(30) == 0  # stdin is still open
+                assert proc.stdout is not None and proc.stderr is not None
+                outputs.add((proc.stdout.read(), proc.stderr.read()))
+                assert proc.stdin is not None
+                proc.stdin.close()
+        assert len(outputs) == 1, outputs
 
 
 def test_requests_really_went_through_the_agent(agent: AgentProcess, bins: dict[str, Path]) -> None:
