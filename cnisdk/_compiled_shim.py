@@ -56,15 +56,16 @@ def build(output: Path = DEFAULT_PATH, cc: str | None = None) -> Path:
     :param cc: the C compiler (default: ``$CC``, else ``cc``).
     :raises OSError: no compiler, or the build failed (the compiler's output in the message).
     """
+    from cnisdk._files import write_atomic
+
     compiler = cc or os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
         raise OSError(f"no C compiler {compiler!r} found")
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="cnisdk-build-shim-") as tmp:
+        built = Path(tmp) / output.name
         done = subprocess.run(
-            [compiler, *_CFLAGS, "-o", tmp, str(SOURCE)],
+            [compiler, *_CFLAGS, "-o", str(built), str(SOURCE)],
             capture_output=True,
             text=True,
             check=False,
@@ -72,13 +73,7 @@ def build(output: Path = DEFAULT_PATH, cc: str | None = None) -> Path:
         )
         if done.returncode != 0:
             raise OSError(f"{compiler} failed:\n{done.stderr.strip()}")
-        os.chmod(tmp, 0o755)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(output, built.read_bytes(), 0o755)
     return output
 
 

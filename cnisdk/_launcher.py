@@ -32,7 +32,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -398,22 +397,14 @@ def write_launcher(bin_dir: Path, entry: PluginEntry, python: str | None = None)
 
     :return: the launcher's path.
     """
+    from cnisdk._files import write_atomic
+
     data = launcher_bytes(entry, python)
     bin_dir.mkdir(parents=True, exist_ok=True)
     target = bin_dir / entry.type
     if target.parent != bin_dir:
         raise ValueError(f"plugin type {entry.type!r} is not a plain file name")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.type}.", suffix=".tmp", dir=bin_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o755)
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(target, data, 0o755)
     return target
 
 
