@@ -1,8 +1,10 @@
-"""Fixtures shared by the agent tests: the compiled shim, built once per session."""
+"""Fixtures shared by the agent tests: the compiled shim (built once per session), which shim a
+test runs with, and a short directory for sockets."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +38,13 @@ def shim_binary(shim_kind: str, request: pytest.FixtureRequest) -> Path | None:
         return None
     binary: Path = request.getfixturevalue("compiled_shim")
     return binary
+
+
+@pytest.fixture(scope="module")
+def sock_dir() -> Iterator[Path]:
+    """A directory for sockets and bin dirs: short (a socket path has at most 107 bytes) and
+    not under pytest's 0700 tmp dirs, so tests as another user see the files' own modes."""
+    path = Path(tempfile.mkdtemp(prefix="cnisdk-agent-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

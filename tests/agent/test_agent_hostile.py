@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +22,6 @@ from cnisdk._agent_protocol import MAX_ENV, MAX_HEADER, MAX_STDIN, encode_frame,
 from cnisdk._agent_protocol import request_health as health
 
 READ_TIMEOUT = 1.0
-
-
-@pytest.fixture(scope="module")
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="cnisdk-hostile-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,16 +33,6 @@ from cnisdk._launcher import is_launcher
 TYPES = ["passthrough", "boom", "slow", "netns"]
 PLAIN = b'{"cniVersion":"1.0.0","name":"n"}'
 OWN_NETNS = {"CNI_NETNS": "/proc/self/ns/net"}
-
-
-@pytest.fixture(scope="module")
-def sock_dir() -> Iterator[Path]:
-    # Short, and not under pytest's 0700 tmp dirs, so the permission test sees the socket's
-    # own mode at work.
-    path = Path(tempfile.mkdtemp(prefix="cnisdk-agent-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -381,22 +370,33 @@ def test_socket_is_owner_only(
     }
 
 
-def test_peer_credentials_are_checked_not_only_the_file_mode(
-    sock_dir: Path, bins: dict[str, Path], shim_kind: str, shim_binary: Path | None
-) -> None:
-    # An operator loosened the socket's mode: other users can connect, and are still refused.
-    strict = AgentProcess(sock_dir / f"strict-{shim_kind}.sock")
-    strict.wait_ready()
+@contextlib.contextmanager
+def _agent_with_shim(
+    sock_dir: Path, name: str, args: list[str], shim_binary: Path | None
+) -> Iterator[tuple[AgentProcess, Path]]:
+    """An agent started with ``args`` and a passthrough shim for it (fallback "fail")."""
+    agent = AgentProcess(sock_dir / f"{name}.sock", args=args)
+    agent.wait_ready()
+    bin_dir = sock_dir / f"{name}-bin"
+    write_shims(bin_dir, agent.socket_path, ["passthrough"], "fail", shim_binary=shim_binary)
     try:
+        yield agent, bin_dir / "passthrough"
+    finally:
+        assert agent.stop() == 0
+
+
+def _version_as_nobody(shim: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*NOBODY, str(shim)], env=cni_env("VERSION"), capture_output=True)
+
+
+def test_peer_credentials_are_checked_not_only_the_file_mode(
+    sock_dir: Path, shim_kind: str, shim_binary: Path | None
+) -> None:
+    with _agent_with_shim(sock_dir, f"strict-{shim_kind}", [], shim_binary) as (strict, shim):
+        # An operator loosened the socket's mode: other users can connect, and are refused.
         strict.socket_path.chmod(0o666)
-        bin_dir = sock_dir / f"strict-bin-{shim_kind}"
-        write_shims(
-            bin_dir, strict.socket_path, ["passthrough"], fallback="fail", shim_binary=shim_binary
-        )
         served = request_health(strict.socket_path)["served"]
-        done = subprocess.run(
-            [*NOBODY, str(bin_dir / "passthrough")], env=cni_env("VERSION"), capture_output=True
-        )
+        done = _version_as_nobody(shim)
         assert json.loads(done.stdout) == {
             "code": 11,
             "msg": f"cnisdk agent unavailable at {strict.socket_path}: refused: peer uid is "
@@ -406,33 +406,22 @@ def test_peer_credentials_are_checked_not_only_the_file_mode(
         refused = [e for e in strict.events() if e["event"] == "refused"]
         assert refused and refused[-1]["uid"] == 65534 and refused[-1]["gid"] == 65534
         # Root is served through the same socket.
-        done = run_plugin(bin_dir / "passthrough", cni_env("VERSION"))
+        done = run_plugin(shim, cni_env("VERSION"))
         assert done.returncode == 0 and json.loads(done.stdout)["cniVersion"] == "1.1.0"
-    finally:
-        assert strict.stop() == 0
 
 
 def test_allow_uid_serves_that_user(
     sock_dir: Path, bins: dict[str, Path], shim_kind: str, shim_binary: Path | None
 ) -> None:
-    allowed = AgentProcess(sock_dir / f"allow-{shim_kind}.sock", args=["--allow-uid", "65534"])
-    allowed.wait_ready()
-    try:
+    args = ["--allow-uid", "65534"]
+    with _agent_with_shim(sock_dir, f"allow-{shim_kind}", args, shim_binary) as (allowed, shim):
         assert stat.S_IMODE(os.stat(allowed.socket_path).st_mode) == 0o666
-        bin_dir = sock_dir / f"allow-bin-{shim_kind}"
-        write_shims(
-            bin_dir, allowed.socket_path, ["passthrough"], fallback="fail", shim_binary=shim_binary
-        )
         served = request_health(allowed.socket_path)["served"]
-        done = subprocess.run(
-            [*NOBODY, str(bin_dir / "passthrough")], env=cni_env("VERSION"), capture_output=True
-        )
+        done = _version_as_nobody(shim)
         via_exec = run_plugin(bins["exec"] / "passthrough", cni_env("VERSION"))
         assert (done.stdout, done.returncode) == (via_exec.stdout, 0), done.stdout
         assert request_health(allowed.socket_path)["served"] == served + 1
         assert not any(e["event"] == "refused" for e in allowed.events())
-    finally:
-        assert allowed.stop() == 0
 
 
 def test_refuses_a_live_socket_and_replaces_a_stale_one(

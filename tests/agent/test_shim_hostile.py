@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,13 +67,6 @@ class FakeAgent:
         for conn in self._open:
             with contextlib.suppress(OSError):
                 conn.close()
-
-
-@pytest.fixture(scope="module")
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="cnisdk-fake-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
