@@ -61,6 +61,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnisdk._skel import MAX_STDIN  # the stdin a request may carry, in exec mode too
+
 __all__ = [
     "MAX_ANSWER_HEAD",
     "MAX_ENV",
@@ -85,8 +87,6 @@ MAX_HEADER = 4 << 20
 """Largest request header accepted: a version 1 header holds the environment, a few KiB."""
 MAX_ENV = 4 << 20
 """Largest environment frame accepted (version 2)."""
-MAX_STDIN = 64 << 20
-"""Largest stdin accepted: a config with its prevResult is a few KiB."""
 MAX_ANSWER_HEAD = 64 << 10
 """Largest answer header a shim accepts; the agent's messages are cut to fit."""
 MAX_FRAME = 64 << 20
