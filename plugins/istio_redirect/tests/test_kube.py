@@ -34,13 +34,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 
 
 @pytest.fixture
-def stub() -> Iterator[KubeStub]:
-    with KubeStub(token=TOKEN) as server:
-        server.add_pod(injected_pod())
-        yield server
-
-
-@pytest.fixture
 def tls_stub(tls: TLSFiles) -> Iterator[KubeStub]:
     with KubeStub(token=TOKEN, tls=tls) as server:
         server.add_pod(injected_pod())
