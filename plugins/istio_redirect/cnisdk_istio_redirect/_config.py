@@ -107,7 +107,8 @@ class IstioRedirectConfig(NetConf):
         default=0.5,
         ge=0,
         le=30,
-        description="Seconds before the second try; it doubles for each further try.",
+        description="Seconds before the second try; it doubles for each further try, each "
+        "wait at most 10 s (or this value, when larger).",
     )
 
     @field_validator("cni_agent_run_dir", "kubeconfig")

@@ -1,49 +1,65 @@
-"""A small async Kubernetes client: load credentials, then GET one pod.
+"""A small async Kubernetes client: GET one pod, bounded, failing with clear, clean errors.
 
 Import this module only when a lookup is needed; it pulls in ``httpx`` and ``ssl``.
+The credentials come from :mod:`cnisdk_istio_redirect._kubeconfig` (re-exported here).
+:func:`get_pod` fetches ``/api/v1/namespaces/{ns}/pods/{name}`` with a per-attempt timeout
+and a bounded number of attempts, and turns every failure into a :class:`KubeError` that
+names the pod.
 
-Credentials come from a kubeconfig file (:func:`load_kubeconfig`; Istio's node agent writes
-one with a ``token`` and ``certificate-authority-data``) or from the pod's own service
-account (:func:`load_incluster_config`).  :func:`get_pod` fetches
-``/api/v1/namespaces/{ns}/pods/{name}`` with a per-attempt timeout and a bounded number of
-attempts, and turns every failure into a :class:`KubeError` that names the pod.
+Nothing sent back by a server reaches a message unfiltered: a ``Status`` message or an HTTP
+library's error text passes through :func:`~cnisdk_istio_redirect._redact.scrub` with the
+token in use, and a 401's body is not shown at all.  Answers are read with a size cap and
+within the per-attempt timeout, without content coding; redirects are not followed; the pod
+object returned must be the pod asked for.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
+import http
 import json
-import os
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import anyio
 import httpx
 
+from cnisdk_istio_redirect._kubeconfig import (
+    DEFAULT_SERVICE_ACCOUNT_DIR,
+    KubeConfig,
+    KubeConfigError,
+    load_incluster_config,
+    load_kubeconfig,
+)
+from cnisdk_istio_redirect._pod import identity_problem
+from cnisdk_istio_redirect._redact import scrub
+
 __all__ = [
     "DEFAULT_SERVICE_ACCOUNT_DIR",
+    "MAX_POD_BYTES",
+    "USER_AGENT",
+    "BodyError",
     "KubeConfig",
     "KubeConfigError",
     "KubeError",
+    "PodIdentityError",
     "get_pod",
     "load_incluster_config",
     "load_kubeconfig",
     "new_client",
+    "read_capped",
+    "request_headers",
+    "retry_waits",
 ]
 
-DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_USER_AGENT = "cnisdk-istio-redirect"
-_MAX_DETAIL = 300
-
-
-class KubeConfigError(ValueError):
-    """Credentials could not be loaded: a missing, unreadable or invalid file or setting."""
+USER_AGENT = "cnisdk-istio-redirect"
+MAX_POD_BYTES = 4 << 20
+"""Cap on one Pod object as read from the API (etcd stores at most 1.5 MiB per object)."""
+_MAX_ERROR_BODY = 64 << 10
+_MAX_WAIT = 10.0
+"""Longest wait between two lookup attempts (unless the first wait is already longer)."""
 
 
 class KubeError(Exception):
@@ -72,256 +88,91 @@ class KubeError(Exception):
         self.attempts = attempts
 
 
-@dataclass(frozen=True)
-class KubeConfig:
-    """Where the API server is and how to authenticate to it.
+class PodIdentityError(KubeError):
+    """The API answered with an object that is not the pod asked for (name, namespace, uid).
 
-    :ivar server: base URL, ``https://host:port`` (a path prefix is kept) or ``http://...``.
-    :ivar token: bearer token, or ``None`` for no ``Authorization`` header.
-    :ivar ca_pem: PEM CA bundle to verify the server with; ``None`` uses the system store.
-    :ivar insecure_skip_tls_verify: do not verify the server certificate at all.
-    :ivar source: where this came from (a file path or ``in-cluster``), for messages.
+    Reported as retryable: a pod deleted and recreated under the same name is the usual
+    cause, and the runtime's retry either finds the right pod or gives up on the old one.
+    Never retried within one lookup: the answer is already the API server's current view.
     """
-
-    server: str
-    token: str | None = field(default=None, repr=False)
-    ca_pem: str | None = field(default=None, repr=False)
-    insecure_skip_tls_verify: bool = False
-    source: str = ""
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """The client TLS context for :attr:`server` (unused for ``http``).
-
-        :raises KubeConfigError: if :attr:`ca_pem` holds no usable certificate.
-        """
-        if self.insecure_skip_tls_verify:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            return ctx
-        if self.ca_pem is None:
-            return ssl.create_default_context()
-        try:
-            return ssl.create_default_context(cadata=self.ca_pem)
-        except (ssl.SSLError, ValueError) as exc:
-            raise KubeConfigError(
-                f"{self.source or 'kubeconfig'}: the certificate authority is not a valid PEM "
-                f"certificate: {exc}"
-            ) from None
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _check_server(server: Any, where: str) -> str:
-    if not isinstance(server, str) or not server:
-        raise KubeConfigError(f"{where}: no server URL")
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise KubeConfigError(f"{where}: server {server!r} is not an http(s)://host URL")
-    return server.rstrip("/")
-
-
-def _read_text(path: Path, what: str, where: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KubeConfigError(f"{where}: {what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KubeConfigError(f"{where}: cannot read {what} {path}: {exc}") from None
-
-
-def _read_token(path: Path, where: str) -> str:
-    token = _read_text(path, "token file", where).strip()
-    if not token:
-        raise KubeConfigError(f"{where}: token file {path} is empty")
-    return token
-
-
-def _named(entries: Any, name: str, kind: str, where: str) -> Mapping[str, Any]:
-    if not isinstance(entries, list):
-        raise KubeConfigError(f"{where}: {kind}s is missing or not a list")
-    for entry in entries:
-        if isinstance(entry, Mapping) and entry.get("name") == name:
-            body = entry.get(kind)
-            if not isinstance(body, Mapping):
-                raise KubeConfigError(f"{where}: {kind} {name!r} has no {kind} section")
-            return body
-    raise KubeConfigError(f"{where}: {kind} {name!r} not found")
-
-
-def _parse_document(text: str, where: str) -> Mapping[str, Any]:
-    doc: Any
-    if text.lstrip().startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KubeConfigError(f"{where}: invalid JSON: {exc}") from None
-    else:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise KubeConfigError(f"{where}: invalid YAML: {exc}") from None
-    if not isinstance(doc, Mapping):
-        raise KubeConfigError(f"{where}: not a kubeconfig (expected a mapping at the top)")
-    return doc
-
-
-def _checked(config: KubeConfig) -> KubeConfig:
-    if config.ca_pem is not None:
-        config.ssl_context()  # raises KubeConfigError for a bad CA
-    return config
-
-
-def load_kubeconfig(path: str | os.PathLike[str], *, context: str | None = None) -> KubeConfig:
-    """Load a kubeconfig file (YAML or JSON).
-
-    The context is ``context`` or the file's ``current-context``; it names a cluster
-    (``server``, ``certificate-authority-data`` (base64 PEM) or ``certificate-authority`` (a
-    file), ``insecure-skip-tls-verify``) and a user (``tokenFile`` or ``token``; as in
-    client-go the file wins when both are set).  Relative file paths are resolved against the
-    kubeconfig's directory.  Files are read now, once: a CNI plugin lives for one request.
-
-    :param path: the kubeconfig file.
-    :param context: a context name overriding ``current-context``.
-    :returns: the loaded configuration.
-    :raises KubeConfigError: if the file or anything it refers to is missing or invalid, or
-        the user authenticates only in an unsupported way (client certificates, exec,
-        auth-provider).
-    """
-    file = Path(path)
-    where = f"kubeconfig {file}"
-    doc = _parse_document(_read_text(file, "file", "kubeconfig"), where)
-    base = file.parent
-
-    ctx_name = context if context is not None else doc.get("current-context")
-    if not isinstance(ctx_name, str) or not ctx_name:
-        raise KubeConfigError(f"{where}: no current-context set")
-    ctx = _named(doc.get("contexts"), ctx_name, "context", where)
-    cluster_name = ctx.get("cluster")
-    if not isinstance(cluster_name, str) or not cluster_name:
-        raise KubeConfigError(f"{where}: context {ctx_name!r} names no cluster")
-    cluster = _named(doc.get("clusters"), cluster_name, "cluster", where)
-    server = _check_server(cluster.get("server"), f"{where}, cluster {cluster_name!r}")
-
-    ca_pem: str | None = None
-    ca_data = cluster.get("certificate-authority-data")
-    ca_file = cluster.get("certificate-authority")
-    if ca_data:
-        if not isinstance(ca_data, str):
-            raise KubeConfigError(f"{where}: certificate-authority-data is not a string")
-        try:
-            ca_pem = base64.b64decode(ca_data, validate=True).decode("ascii")
-        except (binascii.Error, UnicodeDecodeError):
-            raise KubeConfigError(
-                f"{where}: certificate-authority-data is not base64-encoded PEM"
-            ) from None
-    elif ca_file:
-        if not isinstance(ca_file, str):
-            raise KubeConfigError(f"{where}: certificate-authority is not a path")
-        ca_pem = _read_text(base / ca_file, "certificate-authority file", where)
-    insecure = cluster.get("insecure-skip-tls-verify", False) is True
-    if insecure and ca_pem is not None:
-        raise KubeConfigError(
-            f"{where}: certificate-authority(-data) and insecure-skip-tls-verify are "
-            "mutually exclusive"
-        )
-
-    token: str | None = None
-    user_name = ctx.get("user")
-    if isinstance(user_name, str) and user_name:
-        user = _named(doc.get("users"), user_name, "user", where)
-        token_file = user.get("tokenFile")
-        raw_token = user.get("token")
-        if token_file:
-            if not isinstance(token_file, str):
-                raise KubeConfigError(f"{where}: user {user_name!r} tokenFile is not a path")
-            token = _read_token(base / token_file, where)
-        elif raw_token:
-            if not isinstance(raw_token, str):
-                raise KubeConfigError(f"{where}: user {user_name!r} token is not a string")
-            token = raw_token.strip()
-        else:
-            other = sorted(
-                k
-                for k in ("client-certificate", "client-certificate-data", "exec", "auth-provider")
-                if user.get(k)
-            )
-            if other:
-                raise KubeConfigError(
-                    f"{where}: user {user_name!r} authenticates with {', '.join(other)}, "
-                    "which is not supported; use token or tokenFile"
-                )
-
-    return _checked(
-        KubeConfig(
-            server=server,
-            token=token,
-            ca_pem=ca_pem,
-            insecure_skip_tls_verify=insecure,
-            source=str(file),
-        )
-    )
-
-
-def load_incluster_config(
-    *,
-    service_account_dir: str | os.PathLike[str] = DEFAULT_SERVICE_ACCOUNT_DIR,
-    environ: Mapping[str, str] | None = None,
-) -> KubeConfig:
-    """Load the credentials of the pod this process runs in.
-
-    Uses ``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` and the service account's
-    ``token`` and ``ca.crt`` files.
-
-    :param service_account_dir: directory of ``token`` and ``ca.crt``.
-    :param environ: environment to read (default :data:`os.environ`).
-    :returns: the loaded configuration (``https``, verified against ``ca.crt``).
-    :raises KubeConfigError: outside a cluster, or when a file is missing, empty or invalid.
-    """
-    env = os.environ if environ is None else environ
-    where = "in-cluster config"
-    host = env.get("KUBERNETES_SERVICE_HOST", "")
-    port = env.get("KUBERNETES_SERVICE_PORT", "")
-    if not host or not port:
-        raise KubeConfigError(
-            f"{where}: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set "
-            "(not running in a pod?)"
-        )
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    sa_dir = Path(service_account_dir)
-    token = _read_token(sa_dir / "token", where)
-    ca_pem = _read_text(sa_dir / "ca.crt", "CA file", where)
-    server = _check_server(f"https://{host}:{port}", where)
-    return _checked(KubeConfig(server=server, token=token, ca_pem=ca_pem, source="in-cluster"))
 
 
 # --------------------------------------------------------------------------- lookup
 
 
-def _api_message(response: httpx.Response) -> str:
-    """The ``message`` of a Kubernetes ``Status`` body, else a short text excerpt."""
+def retry_waits(first: float, attempts: int) -> list[float]:
+    """The waits between ``attempts`` lookup attempts: ``first``, doubling, capped.
+
+    Each wait is at most 10 s, or ``first`` when that is longer: ``retry_waits(0.5, 6)`` is
+    ``[0.5, 1.0, 2.0, 4.0, 8.0]``.
+    """
+    cap = max(first, _MAX_WAIT)
+    return [min(first * 2**n, cap) for n in range(max(attempts - 1, 0))]
+
+
+class BodyError(Exception):
+    """An answer's body cannot be used as read: too large, or content-coded."""
+
+
+async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+    """The body of a streamed ``response``, at most ``limit`` bytes.
+
+    Requests ask for no content coding (:func:`request_headers`), so bytes are counted as
+    they arrive and a small compressed body can never expand into a large one.
+
+    :param truncate: cut a longer body at ``limit`` instead of failing, and read a
+        content-coded one as empty (for error answers, whose body is only shown).
+    :raises BodyError: the body is (announced as) larger than ``limit``, or content-coded.
+    """
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        if truncate:
+            return b""
+        raise BodyError(f"the body is {scrub(coding, limit=40)}-encoded, which was not asked for")
+    too_large = BodyError(f"the body is larger than {limit} bytes")
+    announced = response.headers.get("content-length", "")
+    if not truncate and announced.isdigit() and int(announced) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                break
+            raise too_large
+    return b"".join(chunks)[:limit]
+
+
+def _api_detail(code: int, body: bytes, secrets: tuple[str, ...]) -> str:
+    """What to show of an error answer's body: the ``Status`` message, scrubbed, or nothing.
+
+    401 shows nothing: it is where a misbehaving server or proxy echoes the credentials, and
+    its message never says more than "Unauthorized".
+    """
+    if code == 401 or not body.strip():
+        return ""
     try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return f": {text[:_MAX_DETAIL]}" if text else ""
-    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-        return f": {body['message'][:_MAX_DETAIL]}"
-    return ""
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        text = body.decode("utf-8", "replace")
+    else:
+        message = doc.get("message") if isinstance(doc, dict) else None
+        if not isinstance(message, str):
+            return ""
+        text = message
+    text = scrub(text, secrets)
+    return f": {text}" if text else ""
 
 
-def _status_error(response: httpx.Response, config: KubeConfig, ns: str, pod: str) -> KubeError:
-    code = response.status_code
-    detail = _api_message(response)
-    at = config.server
+def _status_error(code: int, body: bytes, config: KubeConfig, ns: str, pod: str) -> KubeError:
+    detail = _api_detail(code, body, config.secrets)
+    at = config.where
     if code == 401:
         return KubeError(
             f"getting pod {pod}: 401 Unauthorized from {at}: the token from "
-            f"{config.source or 'the config'} is invalid or expired{detail}",
+            f"{scrub(config.source) or 'the config'} is invalid or expired",
             pod=pod,
             status_code=code,
         )
@@ -336,9 +187,20 @@ def _status_error(response: httpx.Response, config: KubeConfig, ns: str, pod: st
         return KubeError(
             f"getting pod {pod}: 404 pod not found at {at}{detail}", pod=pod, status_code=code
         )
+    if 300 <= code < 400:
+        # Not followed: the credentials would go wherever the answer points.
+        return KubeError(
+            f"getting pod {pod}: {at} answered with a redirect ({code}), which is not followed",
+            pod=pod,
+            status_code=code,
+        )
     retryable = code >= 500 or code == 429
+    try:
+        phrase = f" {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        phrase = ""
     return KubeError(
-        f"getting pod {pod}: HTTP {code} {response.reason_phrase} from {at}{detail}",
+        f"getting pod {pod}: HTTP {code}{phrase} from {at}{detail}",
         pod=pod,
         status_code=code,
         retryable=retryable,
@@ -357,30 +219,36 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
 
 
 def _transport_error(exc: httpx.TransportError, config: KubeConfig, pod: str) -> KubeError:
-    at = config.server
+    at = config.where
     tls = _ssl_cause(exc)
     if isinstance(tls, ssl.SSLCertVerificationError):
+        reason = scrub(str(tls.verify_message or tls), config.secrets)
         return KubeError(
-            f"getting pod {pod}: TLS verification of {at} failed ({tls.verify_message or tls}); "
-            f"check the certificate authority in {config.source or 'the config'}",
+            f"getting pod {pod}: TLS verification of {at} failed ({reason}); "
+            f"check the certificate authority in {scrub(config.source) or 'the config'}",
             pod=pod,
         )
     if tls is not None:
         final = "WRONG_VERSION_NUMBER" in str(tls)  # e.g. https:// to a plain-HTTP port
         return KubeError(
-            f"getting pod {pod}: TLS handshake with {at} failed: {tls}",
+            f"getting pod {pod}: TLS handshake with {at} failed: {scrub(str(tls), config.secrets)}",
             pod=pod,
             retryable=not final,
         )
+    if isinstance(exc, httpx.RemoteProtocolError):
+        what = f"{at} broke the HTTP protocol"
+    else:
+        what = f"cannot reach {at}"
+    # The library's text can quote what the server sent (a header line, a URL): scrubbed.
     return KubeError(
-        f"getting pod {pod}: cannot reach {at}: {type(exc).__name__}: {exc}",
+        f"getting pod {pod}: {what}: {type(exc).__name__}: {scrub(str(exc), config.secrets)}",
         pod=pod,
         retryable=True,
     )
 
 
 def new_client(config: KubeConfig, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """An HTTP client for ``config``'s server (proxy variables ignored).
+    """An HTTP client for ``config``'s server (proxy variables ignored, redirects not followed).
 
     TLS settings are only built for ``https`` servers: for ``http`` there is no handshake,
     and httpx's default (``verify=True``) would load the system CA store, ~15 ms, for nothing.
@@ -390,7 +258,21 @@ def new_client(config: KubeConfig, timeout: httpx.Timeout) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = (
         config.ssl_context() if config.server.startswith("https:") else False
     )
-    return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False)
+    return httpx.AsyncClient(
+        verify=verify, timeout=timeout, trust_env=False, follow_redirects=False
+    )
+
+
+def request_headers(config: KubeConfig) -> dict[str, str]:
+    """The headers of every request to the API: JSON, no content coding, the bearer token."""
+    headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+        "User-Agent": USER_AGENT,
+    }
+    if config.token:
+        headers["Authorization"] = f"Bearer {config.token}"
+    return headers
 
 
 async def get_pod(
@@ -401,25 +283,33 @@ async def get_pod(
     timeout: float,  # noqa: ASYNC109 - a per-attempt bound, not one for the whole call
     attempts: int,
     backoff: float,
+    uid: str = "",
     client: httpx.AsyncClient | None = None,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> dict[str, Any]:
     """GET ``/api/v1/namespaces/{namespace}/pods/{name}`` and return the Pod JSON.
 
-    Each attempt is bounded by ``timeout`` seconds in total (connect, TLS, request and body).
-    Timeouts, connection errors, HTTP 5xx and 429 are retried, up to ``attempts`` attempts
-    with ``backoff`` seconds between them; 401, 403, 404, other 4xx, TLS verification
-    failures and non-JSON answers fail at once.  Proxy environment variables are ignored.
+    Each attempt is bounded by ``timeout`` seconds in total (connect, TLS, request and the
+    whole body, however slowly it drips).  Timeouts, connection and protocol errors, HTTP 5xx
+    and 429 are retried, up to ``attempts`` attempts, waiting :func:`retry_waits` between
+    them (``backoff``, doubling, at most 10 s); 401, 403, 404, redirects (never followed),
+    other 4xx, TLS verification failures and answers that are not one Pod object fail at
+    once.  A body is read up to :data:`MAX_POD_BYTES`, without content coding.  Proxy
+    environment variables are ignored.
 
     :param config: where and how to connect.
     :param namespace: the pod's namespace.
     :param name: the pod's name.
     :param timeout: seconds per attempt (> 0).
     :param attempts: maximum number of attempts (>= 1).
-    :param backoff: seconds to sleep between attempts (>= 0).
+    :param backoff: seconds before the second attempt (>= 0); it doubles for each further one.
+    :param uid: the runtime's ``K8S_POD_UID``, when it passed one: the answer must carry it.
     :param client: a client from :func:`new_client` for ``config`` to reuse (an agent keeps
         one, so its connection stays open); by default a new one is made and closed.
-    :returns: the decoded Pod object.
-    :raises KubeError: naming the pod as ``namespace/name``, on any failure.
+    :param sleep: waits between attempts (tests pass a recorder).
+    :returns: the decoded Pod object, which is the pod asked for.
+    :raises PodIdentityError: if the answer is another pod (namespace, name or uid differ).
+    :raises KubeError: naming the pod as ``namespace/name``, on any other failure.
     :raises KubeConfigError: if the configured CA is invalid.
     :raises ValueError: for an empty name/namespace or out-of-range numbers.
     """
@@ -431,9 +321,8 @@ async def get_pod(
     url = (
         f"{config.server}/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
     )
-    headers = {"Accept": "application/json", "User-Agent": _USER_AGENT}
-    if config.token:
-        headers["Authorization"] = f"Bearer {config.token}"
+    headers = request_headers(config)
+    waits = retry_waits(backoff, attempts)
 
     last: KubeError | None = None
     async with contextlib.AsyncExitStack() as stack:
@@ -442,26 +331,44 @@ async def get_pod(
         for attempt in range(1, attempts + 1):
             try:
                 with anyio.fail_after(timeout):
-                    response = await client.get(
-                        url, headers=headers, timeout=httpx.Timeout(timeout)
-                    )
+                    answer = await _attempt(client, url, headers, config, namespace, pod)
             except (TimeoutError, httpx.TimeoutException):
                 last = KubeError(
-                    f"getting pod {pod}: no answer from {config.server} within {timeout:g} s",
+                    f"getting pod {pod}: no complete answer from {config.where} within "
+                    f"{timeout:g} s",
                     pod=pod,
                     retryable=True,
                 )
             except httpx.TransportError as exc:
                 last = _transport_error(exc, config, pod)
+            except Exception as exc:
+                # Whatever else goes wrong fails this lookup cleanly: never a traceback, and
+                # the text shown is scrubbed like any other.
+                raise KubeError(
+                    f"getting pod {pod}: request to {config.where} failed: "
+                    f"{type(exc).__name__}: {scrub(str(exc), config.secrets)}",
+                    pod=pod,
+                    attempts=attempt,
+                ) from None
             else:
-                if response.status_code == 200:
-                    return _pod_json(response, config, pod, attempt)
-                last = _status_error(response, config, namespace, pod)
+                if isinstance(answer, dict):
+                    problem = identity_problem(answer, namespace, name, uid)
+                    if problem is not None:
+                        raise PodIdentityError(
+                            f"getting pod {pod}: {config.where} answered with another pod: "
+                            f"{problem}; nothing is decided from it",
+                            pod=pod,
+                            status_code=200,
+                            retryable=True,
+                            attempts=attempt,
+                        )
+                    return answer
+                last = answer
             last.attempts = attempt
             if not last.retryable:
                 raise last
             if attempt < attempts:
-                await anyio.sleep(backoff)
+                await sleep(waits[attempt - 1])
     if last is None:  # unreachable: attempts >= 1
         raise RuntimeError("no attempt was made")
     raise KubeError(
@@ -473,18 +380,48 @@ async def get_pod(
     )
 
 
-def _pod_json(
-    response: httpx.Response, config: KubeConfig, pod: str, attempt: int
-) -> dict[str, Any]:
+async def _attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    config: KubeConfig,
+    namespace: str,
+    pod: str,
+) -> dict[str, Any] | KubeError:
+    """One GET: the Pod object, or the error the answer amounts to."""
+    async with client.stream("GET", url, headers=headers) as response:
+        code = response.status_code
+        if code != 200:
+            body = await read_capped(response, _MAX_ERROR_BODY, truncate=True)
+            return _status_error(code, body, config, namespace, pod)
+        try:
+            body = await read_capped(response, MAX_POD_BYTES)
+        except BodyError as exc:
+            return _not_a_pod(config, pod, str(exc))
+    return _decode_pod(body, config, pod)
+
+
+def _decode_pod(body: bytes, config: KubeConfig, pod: str) -> dict[str, Any] | KubeError:
+    if not body.strip():
+        return _not_a_pod(config, pod, "the body is empty")
     try:
-        body = response.json()
+        doc = json.loads(body)
+    except RecursionError:
+        return _not_a_pod(config, pod, "the JSON is nested too deeply")
     except ValueError:
-        body = None
-    if not isinstance(body, dict) or body.get("kind", "Pod") != "Pod":
-        raise KubeError(
-            f"getting pod {pod}: {config.server} answered 200 without a Pod JSON object",
-            pod=pod,
-            status_code=200,
-            attempts=attempt,
-        )
-    return body
+        return _not_a_pod(config, pod, "the body is not JSON")
+    if not isinstance(doc, dict):
+        return _not_a_pod(config, pod, "the JSON is not an object")
+    kind = doc.get("kind", "Pod")
+    if kind != "Pod":
+        shown = scrub(kind, limit=40) if isinstance(kind, str) else "not a string"
+        return _not_a_pod(config, pod, f"its kind is {shown!r}")
+    return doc
+
+
+def _not_a_pod(config: KubeConfig, pod: str, what: str) -> KubeError:
+    return KubeError(
+        f"getting pod {pod}: {config.where} answered 200 without a Pod object: {what}",
+        pod=pod,
+        status_code=200,
+    )

@@ -187,6 +187,7 @@ async def _lookup_pod(
             timeout=config.kube_api_timeout,
             attempts=config.kube_api_attempts,
             backoff=config.kube_api_backoff,
+            uid=uid,
             client=client,
         )
     except _kube.KubeError as exc:

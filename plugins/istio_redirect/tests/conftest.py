@@ -1,4 +1,5 @@
-"""Fixtures for the istio-redirect rule tests: a throw-away pod namespace and a runner in it.
+"""Fixtures for the istio-redirect tests: the async backend, a Kubernetes API stand-in
+serving the injected pod, a throw-away pod namespace and a runner in it.
 
 The namespace comes from the cnisdk test kit; ``pod_netns`` yields its name (the runner uses
 ``ip netns exec NAME``). Tests using it are marked ``@pytest.mark.netns``: they skip without
@@ -12,8 +13,22 @@ from pathlib import Path
 
 import pytest
 from istio_netns_kit import NetnsRunner
+from kube_stub import KubeStub, injected_pod
 
 from cnisdk.testing import require_netns, temporary_netns
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def stub() -> Iterator[KubeStub]:
+    """A :class:`KubeStub` (token ``good-token``) serving :func:`injected_pod`."""
+    with KubeStub() as server:
+        server.add_pod(injected_pod())
+        yield server
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
 """Test helpers: a realistic injected pod, a Kubernetes API stand-in over real HTTP(S), certs.
 
 ``KubeStub`` serves ``GET /api/v1/namespaces/{ns}/pods/{name}`` on ``127.0.0.1`` (an
-ephemeral port) from a thread, with knobs for the failure modes the client must handle.
+ephemeral port) from a thread, with knobs for the failure modes the client must handle, and
+for hostile answers: a :data:`Responder` writes whatever bytes it likes on the connection
+(:func:`raw_answer`, :func:`dripping`, :func:`endless_body`), and ``echo_status`` makes every
+answer an error whose message echoes the request's headers, as a misbehaving proxy does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import ipaddress
@@ -14,7 +18,8 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -410,8 +415,15 @@ class _Handler(BaseHTTPRequestHandler):
         stub = self.server.stub
         with stub.lock:
             stub.requests.append(self.path)
+            stub.headers.append(dict(self.headers.items()))
         if stub.delay:
             stub.release.wait(stub.delay)
+        if stub.echo_status is not None:
+            # Go's fmt of an http.Header: map[Authorization:[Bearer ...] ...]
+            echoed = " ".join(f"{k}:[{v}]" for k, v in self.headers.items())
+            message = f"request rejected by the gateway; request headers: map[{echoed}]"
+            self._send(stub.echo_status, _status(stub.echo_status, "Rejected", message))
+            return
         if stub.token is not None and self.headers.get("Authorization") != f"Bearer {stub.token}":
             self._send(401, _status(401, "Unauthorized", "Unauthorized"))
             return
@@ -420,6 +432,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, _status(404, "NotFound", "the server could not find the resource"))
             return
         ns, name = match.groups()
+        responder = stub.responders.get((ns, name))
+        if responder is not None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client hung up: what bounded reads do
+                responder(self)
+            return
         if ns in stub.forbidden_namespaces:
             user = "system:serviceaccount:istio-system:istio-cni"
             message = (
@@ -441,6 +459,57 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, pod)
 
 
+Responder = Callable[[BaseHTTPRequestHandler], None]
+"""Writes a whole answer (status line included) on the handler's ``wfile``."""
+
+
+def raw_answer(head: bytes, body: bytes = b"") -> Responder:
+    """Send ``head`` (status line and headers, without the blank line) and ``body`` verbatim."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(head.rstrip(b"\r\n") + b"\r\n\r\n" + body)
+        handler.wfile.flush()
+
+    return respond
+
+
+def dripping(interval: float, announced: int = 10_000) -> Responder:
+    """A 200 announcing ``announced`` bytes, then one byte every ``interval`` s, until the
+    client hangs up or the stub closes."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        stub: KubeStub = handler.server.stub  # type: ignore[attr-defined]
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {announced}"
+        handler.wfile.write(head.encode() + b"\r\n\r\n{")
+        handler.wfile.flush()
+        for _ in range(announced - 1):
+            if stub.release.wait(interval):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            with stub.lock:
+                stub.sent += 1
+
+    return respond
+
+
+def endless_body(*, announce: int | None, chunk: bytes = b" " * 65536) -> Responder:
+    """A 200 whose body never ends (``announce``: the Content-Length claimed, else chunked)."""
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        stub: KubeStub = handler.server.stub  # type: ignore[attr-defined]
+        framing = f"Content-Length: {announce}" if announce else "Transfer-Encoding: chunked"
+        handler.wfile.write(f"HTTP/1.1 200 OK\r\n{framing}\r\n\r\n".encode())
+        piece = chunk if announce else f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        deadline = time.monotonic() + 30
+        while not stub.release.is_set() and time.monotonic() < deadline:
+            handler.wfile.write(piece)
+            with stub.lock:
+                stub.sent += len(chunk)
+
+    return respond
+
+
 class KubeStub:
     """A Kubernetes API stand-in on ``127.0.0.1``; use as a context manager.
 
@@ -449,7 +518,11 @@ class KubeStub:
     :ivar forbidden_namespaces: namespaces answered with 403.
     :ivar failures: ``(namespace, name) -> [status, ...]`` answered first, one per request.
     :ivar delay: seconds to wait before answering (interrupted on close).
+    :ivar responders: ``(namespace, name) -> Responder`` writing a raw answer for that pod.
+    :ivar echo_status: answer every request with this status, echoing its headers.
     :ivar requests: request paths seen, in order.
+    :ivar headers: the headers of each request, in order.
+    :ivar sent: body bytes written by :func:`dripping` and :func:`endless_body` responders.
     """
 
     def __init__(self, *, token: str | None = "good-token", tls: TLSFiles | None = None) -> None:
@@ -458,7 +531,11 @@ class KubeStub:
         self.forbidden_namespaces: set[str] = set()
         self.failures: dict[tuple[str, str], list[int]] = {}
         self.delay = 0.0
+        self.responders: dict[tuple[str, str], Responder] = {}
+        self.echo_status: int | None = None
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.sent = 0
         self.errors = 0
         self.lock = threading.Lock()
         self.release = threading.Event()

@@ -38,11 +38,6 @@ GO_PLUGINS = "/usr/lib/cni"
 POD = injected_pod()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Node:
     """A CNI bin dir, a cache dir, a bridge name and subnet that belong to one test."""
@@ -102,13 +97,6 @@ class Node:
         if not directory.is_dir():
             return []
         return sorted(p.name for p in directory.iterdir() if p.name[0].isdigit())
-
-
-@pytest.fixture
-def stub() -> Iterator[KubeStub]:
-    with KubeStub() as server:
-        server.add_pod(injected_pod())
-        yield server
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from cnisdk_istio_redirect._decision import (
     redirect_spec_for,
     skip_reason,
 )
-from cnisdk_istio_redirect._pod import PodInfo, pod_info_from_api
+from cnisdk_istio_redirect._pod import PodFormatError, PodInfo, pod_info_from_api
 from cnisdk_istio_redirect._redirect import RedirectSpec
 from kube_stub import INJECTED_POD, injected_pod
 
@@ -84,7 +84,7 @@ def test_pod_info_native_sidecar() -> None:
     assert skip_reason(pod) is None
 
 
-def test_pod_info_tolerates_nulls_and_junk() -> None:
+def test_pod_info_reads_nulls_as_go_does() -> None:
     pod = pod_info_from_api(
         {
             "metadata": {"name": "p", "namespace": "ns", "labels": None, "annotations": None},
@@ -92,24 +92,81 @@ def test_pod_info_tolerates_nulls_and_junk() -> None:
                 "initContainers": None,
                 "containers": [
                     {"image": "no-name"},
-                    "junk",
+                    None,
                     {
                         "name": "istio-proxy",
-                        "env": None,
+                        "env": [None, {"name": "A", "value": None}, {"name": None}],
                         "args": None,
-                        "securityContext": {"runAsUser": True, "runAsGroup": 0},
+                        "ports": None,
+                        "securityContext": {"runAsUser": None, "runAsGroup": 0},
                     },
                 ],
             },
         }
     )
-    assert pod.containers == ("istio-proxy",)
-    assert pod.labels == {} and pod.annotations == {} and pod.proxy_env == {}
+    assert pod.containers == ("", "", "istio-proxy")
+    assert pod.labels == {} and pod.annotations == {} and pod.proxy_env == {"A": "", "": ""}
     assert pod.proxy_args == () and pod.proxy_type == ""
     assert pod.proxy_uid is None and pod.proxy_gid == 0
     assert pod_info_from_api({}) == PodInfo()
+    assert pod_info_from_api({"metadata": None, "spec": None}) == PodInfo()
     with pytest.raises(TypeError):
         pod_info_from_api([])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"metadata": []}, "field metadata is an array, not an object"),
+        ({"metadata": {"annotations": ["a"]}}, "field metadata.annotations is an array"),
+        (
+            {"metadata": {"labels": {"sidecar.istio.io/inject": False}}},
+            'field metadata.labels["sidecar.istio.io/inject"] is a bool, not a string',
+        ),
+        ({"metadata": {"name": 1}}, "field metadata.name is a number, not a string"),
+        ({"spec": {"containers": {"a": 1}}}, "field spec.containers is an object, not an array"),
+        ({"spec": {"initContainers": ["istio-init"]}}, "field spec.initContainers[0] is a string"),
+        (
+            {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]}},
+            "field spec.containers[0].ports[0].containerPort is a string, not an int32",
+        ),
+        (
+            {"spec": {"containers": [{"name": "a", "ports": [{"hostPort": 1 << 31}]}]}},
+            "field spec.containers[0].ports[0].hostPort is a number, not an int32",
+        ),
+        (
+            {"spec": {"containers": [{"name": "istio-proxy", "env": [{"name": "X", "value": 1}]}]}},
+            "field spec.containers[0].env[0].value is a number",
+        ),
+        (
+            {"spec": {"containers": [{"name": "istio-proxy", "args": ["proxy", ["x"]]}]}},
+            "field spec.containers[0].args[1] is an array, not a string",
+        ),
+        (
+            {
+                "spec": {
+                    "containers": [
+                        {"name": "istio-proxy", "securityContext": {"runAsUser": 1337.0}}
+                    ]
+                }
+            },
+            "field spec.containers[0].securityContext.runAsUser is a number, not an int64",
+        ),
+    ],
+)
+def test_pod_info_refuses_fields_of_the_wrong_type(obj: dict[str, Any], message: str) -> None:
+    # Go's decoder refuses such a Pod; reading the field as empty could turn "redirect" into
+    # "skip" (no status annotation, no istio-proxy container).
+    with pytest.raises(PodFormatError) as err:
+        pod_info_from_api(obj)
+    assert message in str(err.value)
+
+
+def test_pod_format_error_never_shows_the_value() -> None:
+    secret = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    with pytest.raises(PodFormatError) as err:
+        pod_info_from_api({"metadata": {"annotations": {"a": [secret]}}})
+    assert "a" in str(err.value) and secret[:10] not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -17,27 +17,23 @@ from cnisdk_istio_redirect._kube import (
     KubeConfig,
     KubeConfigError,
     KubeError,
+    PodIdentityError,
     get_pod,
     load_incluster_config,
     load_kubeconfig,
+    retry_waits,
 )
 from kube_stub import KubeStub, TLSFiles, injected_pod, make_tls_files
 
 NS, NAME = "bookinfo", "reviews-v1-5b9d6c7f4-x8k2p"
 REF = f"{NS}/{NAME}"
+UID = injected_pod()["metadata"]["uid"]
 TOKEN = "good-token"
 
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def stub() -> Iterator[KubeStub]:
-    with KubeStub(token=TOKEN) as server:
-        server.add_pod(injected_pod())
-        yield server
 
 
 @pytest.fixture
@@ -55,10 +51,17 @@ def fetch(
     timeout: float = 2.0,
     attempts: int = 3,
     backoff: float = 0.01,
+    uid: str = "",
 ) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         return await get_pod(
-            config, namespace, name, timeout=timeout, attempts=attempts, backoff=backoff
+            config,
+            namespace,
+            name,
+            timeout=timeout,
+            attempts=attempts,
+            backoff=backoff,
+            uid=uid,
         )
 
     return anyio.run(main)
@@ -160,6 +163,107 @@ def test_200_without_a_pod(stub: KubeStub) -> None:
     stub.pods[(NS, NAME)] = {"kind": "Status", "status": "Success"}
     err = fetch_error(KubeConfig(server=stub.url, token=TOKEN))
     assert "without a Pod" in str(err) and len(stub.requests) == 1
+
+
+# --------------------------------------------------------------------------- backoff
+
+
+def test_retry_waits_double_up_to_a_cap() -> None:
+    assert retry_waits(0.5, 1) == []
+    assert retry_waits(0.5, 5) == [0.5, 1.0, 2.0, 4.0]
+    assert retry_waits(0.5, 8) == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert retry_waits(0, 3) == [0, 0]
+    assert retry_waits(25, 3) == [25, 25]  # a first wait over the cap is kept as given
+
+
+@pytest.mark.parametrize(
+    ("attempts", "backoff", "waits"),
+    [(5, 0.5, [0.5, 1.0, 2.0, 4.0]), (3, 2.0, [2.0, 4.0]), (1, 0.5, [])],
+)
+def test_get_pod_waits_double_between_attempts(
+    stub: KubeStub, attempts: int, backoff: float, waits: list[float]
+) -> None:
+    stub.failures[(NS, NAME)] = [503] * attempts
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def main() -> None:
+        with pytest.raises(KubeError) as err:
+            await get_pod(
+                KubeConfig(server=stub.url, token=TOKEN),
+                NS,
+                NAME,
+                timeout=2.0,
+                attempts=attempts,
+                backoff=backoff,
+                sleep=record,
+            )
+        assert err.value.attempts == attempts
+
+    anyio.run(main)
+    assert slept == waits
+    assert len(stub.requests) == attempts
+
+
+def test_get_pod_does_not_wait_after_a_final_error(stub: KubeStub) -> None:
+    stub.failures[(NS, NAME)] = [503, 404]
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def main() -> None:
+        with pytest.raises(KubeError, match="404"):
+            await get_pod(
+                KubeConfig(server=stub.url, token=TOKEN),
+                NS,
+                NAME,
+                timeout=2.0,
+                attempts=5,
+                backoff=0.5,
+                sleep=record,
+            )
+
+    anyio.run(main)
+    assert slept == [0.5]
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda m: m.update(namespace="other"), 'it is pod "other"/"reviews-v1'),
+        (lambda m: m.update(name="other"), 'it is pod "bookinfo"/"other"'),
+        (lambda m: m.update(uid="old-uid"), 'its uid is "old-uid", the runtime\'s K8S_POD_UID is'),
+        (lambda m: m.pop("uid"), "its uid is (none)"),
+        (lambda m: m.clear(), "it is pod (none)/(none)"),
+    ],
+)
+def test_an_answer_for_another_pod_is_refused(stub: KubeStub, change: Any, reason: str) -> None:
+    served = injected_pod()
+    change(served["metadata"])
+    stub.pods[(NS, NAME)] = served
+    with pytest.raises(PodIdentityError) as err:
+        fetch(KubeConfig(server=stub.url, token=TOKEN), uid=UID, attempts=3)
+    assert reason in str(err.value) and REF in str(err.value)
+    assert err.value.retryable and err.value.attempts == 1 and err.value.status_code == 200
+    assert len(stub.requests) == 1
+
+
+def test_an_answer_without_metadata_is_refused(stub: KubeStub) -> None:
+    stub.pods[(NS, NAME)] = {"kind": "Pod", "spec": injected_pod()["spec"]}
+    with pytest.raises(PodIdentityError, match="the object has no metadata"):
+        fetch(KubeConfig(server=stub.url, token=TOKEN))
+
+
+def test_uid_is_checked_only_when_the_runtime_gives_one(stub: KubeStub) -> None:
+    config = KubeConfig(server=stub.url, token=TOKEN)
+    assert fetch(config, uid=UID)["metadata"]["uid"] == UID
+    assert fetch(config, uid="")["metadata"]["uid"] == UID
 
 
 def test_argument_checks() -> None:

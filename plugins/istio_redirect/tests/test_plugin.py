@@ -42,18 +42,6 @@ DUAL_IPS = ("10.9.0.5/24", "fd00:9::5/64")
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def stub() -> Iterator[KubeStub]:
-    with KubeStub() as server:
-        server.add_pod(injected_pod())
-        yield server
-
-
-@pytest.fixture
 def kubeconfig(stub: KubeStub, tmp_path: Path) -> str:
     return write_kubeconfig(tmp_path, stub.url)
 

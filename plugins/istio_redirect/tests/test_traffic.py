@@ -41,11 +41,6 @@ BACKENDS = pytest.mark.parametrize("native_nftables", [False, True], ids=["iptab
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def net() -> Iterator[PodNet]:
     require_netns()
     with pod_net() as pod_and_peer:

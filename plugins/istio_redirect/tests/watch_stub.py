@@ -4,6 +4,10 @@
 ``resourceVersion``; with ``watch=1`` it streams events newer than the given version, one JSON
 object per line, until :meth:`WatchStub.drop_watches` or close. A version older than
 :meth:`WatchStub.expire` left answers an ``ERROR`` event with a 410 Status, as the API does.
+
+For hostile-stream tests, :meth:`WatchStub.inject` puts raw bytes into the stream (garbage,
+oversized or malformed events), ``list_body`` replaces the LIST answer, and
+``watch_ends_at_once`` makes every watch end after sending what is pending.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         node = query.get("fieldSelector", "").removeprefix("spec.nodeName=")
         if query.get("watch") != "1":
+            if stub.list_body is not None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(stub.list_body)))
+                self.end_headers()
+                self.wfile.write(stub.list_body)
+                return
             with stub.cond:
                 items = [p for p in stub.pods.values() if p["spec"].get("nodeName") == node]
                 body = {
@@ -74,11 +84,17 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 while not stub.closing and stub.generation == generation:
                     for version, kind, pod in stub.events:
-                        if version > since and pod["spec"].get("nodeName") == node:
+                        if version <= since:
+                            continue
+                        if kind == "RAW":
+                            self.wfile.write(pod["raw"])
+                        elif pod["spec"].get("nodeName") == node:
                             line = json.dumps({"type": kind, "object": pod}).encode() + b"\n"
                             self.wfile.write(line)
-                            self.wfile.flush()
-                            since = version
+                        self.wfile.flush()
+                        since = version
+                    if stub.watch_ends_at_once:
+                        return
                     stub.cond.wait(0.2)
             except OSError:
                 pass
@@ -98,11 +114,15 @@ class WatchStub:
         self.watching = 0
         self.closing = False
         self.requests: list[str] = []
+        self.list_body: bytes | None = None
+        self.watch_ends_at_once = False
         self.cond = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.stub = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -118,6 +138,13 @@ class WatchStub:
             kind = "MODIFIED" if key in self.pods else "ADDED"
             self.pods[key] = pod
             self.events.append((self.version, kind, pod))
+            self.cond.notify_all()
+
+    def inject(self, raw: bytes) -> None:
+        """Send ``raw`` verbatim on the watch streams (at its place among the events)."""
+        with self.cond:
+            self.version += 1
+            self.events.append((self.version, "RAW", {"raw": raw}))
             self.cond.notify_all()
 
     def delete(self, namespace: str, name: str) -> None:
