@@ -101,7 +101,16 @@ _GO_SIGNAL_NAMES = {
 
 
 class PluginNotFoundError(Exception):
-    """The plugin type is not a regular file on any ``CNI_PATH`` directory (Go's message)."""
+    """The plugin type is not a regular file on any ``CNI_PATH`` directory (Go's message).
+
+    :ivar plugin_type: the type looked for.
+    :ivar paths: the directories searched.
+    """
+
+    def __init__(self, message: str, plugin_type: str = "", paths: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.plugin_type = plugin_type
+        self.paths = tuple(paths)
 
 
 class PluginExecError(CNIError):
@@ -207,7 +216,9 @@ def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
         except OSError:
             continue
     raise PluginNotFoundError(
-        f"failed to find plugin {go_quote(plugin_type)} in path [{' '.join(paths)}]"
+        f"failed to find plugin {go_quote(plugin_type)} in path [{' '.join(paths)}]",
+        plugin_type,
+        paths,
     )
 
 

@@ -103,8 +103,9 @@ def test_exec_add_check_del_in_a_namespace(tmp_path: Path) -> None:
 
             failed = cnisdk("add", "clinet", ns, *common, "--ifname", "eth0/x")
             assert failed.returncode == 1
-            error = json.loads(failed.stderr)
-            assert error["code"] == 4 and error["msg"].startswith('plugin type="bridge" failed')
+            (line,) = failed.stderr.splitlines()
+            assert line.startswith('cnisdk exec: plugin type="bridge" failed (add): ')
+            assert line.endswith("(CNI error code 4)")
 
             deleted = cnisdk("del", "clinet", ns, *common)
             assert deleted.returncode == 0, deleted.stderr

@@ -13,6 +13,8 @@ import argparse
 import os
 import sys
 
+from cnisdk._commands import USAGE, CommandError
+
 __all__ = ["configure", "run"]
 
 _EPILOG = """\
@@ -26,7 +28,6 @@ examples:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the ``agent`` arguments."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
         "Load every installed plugin type (or --types) once and serve CNI requests for them "
         "over a Unix socket (mode 0600), concurrently, until SIGTERM/SIGINT. Shim launchers "
@@ -100,14 +101,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--plugin: expected TYPE=MODULE:CLASS, got {item!r}")
             extra[name] = target
     except ValueError as exc:
-        print(f"cnisdk agent: error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), status=USAGE) from None
     types = [t for t in args.types.split(",") if t] if args.types is not None else None
     try:
         plugins = load_plugins(types, extra)
     except AgentError as exc:
-        print(f"cnisdk agent: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), "see which types are installed with 'cnisdk list'") from None
     # stdout is no protocol channel here, but plugin code may print(): keep it off any pipe
     # the agent's supervisor reads as structured output, as exec mode keeps it off stdout.
     os.dup2(2, 1)
@@ -123,6 +122,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         anyio.run(agent.serve, backend="asyncio")
     except (AgentError, OSError) as exc:
-        print(f"cnisdk agent: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     return 0

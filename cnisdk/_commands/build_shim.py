@@ -11,8 +11,9 @@ Exit status: 0 built, 1 the build failed (no compiler, compiler errors).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from cnisdk._commands import CommandError
 
 __all__ = ["configure", "run"]
 
@@ -40,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = build(args.output, args.cc)
     except OSError as exc:
-        print(f"cnisdk build-shim: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     print(f"built {path}")
     return 0

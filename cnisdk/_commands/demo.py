@@ -19,7 +19,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cnisdk import NetConfList
     from cnisdk._runtime import CNIRuntime, RuntimeConf
+
+from cnisdk._commands import CommandError
 
 __all__ = ["configure", "run"]
 
@@ -121,15 +122,14 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     if os.geteuid() != 0:
-        print("cnisdk demo: needs root (it creates network namespaces)", file=sys.stderr)
-        return 1
+        raise CommandError("needs root", "it creates network namespaces: run it as root")
     from cnisdk.spec._errors import CNIError
 
     try:
         return anyio.run(_demo, args.go_plugins.split(":"), backend="asyncio")
     except (DemoError, CNIError) as exc:
-        print(f"\ncnisdk demo: FAILED: {exc}", file=sys.stderr)
-        return 1
+        print()
+        raise CommandError(f"FAILED: {exc}") from None
 
 
 class DemoError(Exception):

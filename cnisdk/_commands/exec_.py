@@ -7,7 +7,8 @@ import hashlib
 import json
 import os
 import sys
-from typing import Any
+
+from cnisdk._commands import USAGE, CommandError
 
 __all__ = ["configure", "run"]
 
@@ -32,13 +33,13 @@ example:
   cnisdk exec check mynet /var/run/netns/demo
   cnisdk exec del mynet /var/run/netns/demo
 
-exit status: 0 on success, 1 when the chain fails (the error goes to stderr), 2 on usage errors.
+exit status: 0 on success, 1 when the chain fails (the error goes to stderr as one line, with
+what to do about it), 2 on usage errors.
 """
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the ``exec`` arguments."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EPILOG
     parser.add_argument("verb", choices=("add", "check", "del", "gc", "status"), help="what to run")
     parser.add_argument(
@@ -76,11 +77,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _usage(message: str) -> int:
-    sys.stderr.write(f"cnisdk exec: error: {message}\n")
-    return 2
-
-
 def _parse_args(text: str) -> list[tuple[str, str]]:
     # cnitool's rule: K=V pairs split on ';', both sides non-empty.
     pairs: list[tuple[str, str]] = []
@@ -98,40 +94,85 @@ def default_container_id(netns: str) -> str:
     return "cnitool-" + digest[:10].hex()
 
 
-def _print_error(exc: BaseException) -> None:
+def _failure(exc: BaseException, args: argparse.Namespace, cni_path: list[str]) -> CommandError:
+    """What a failed verb tells its user: the error as libcni words it, and what to do."""
+    from cnisdk._invoke import PluginNotFoundError
+    from cnisdk._runtime import ChainError
     from cnisdk.spec._errors import CNIError
 
-    if isinstance(exc, CNIError):
-        doc: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
-        if exc.details:
-            doc["details"] = exc.details
-        sys.stderr.write(json.dumps(doc, indent=4) + "\n")
+    cause = exc.cause if isinstance(exc, ChainError) else exc
+    message = str(exc)
+    if isinstance(exc, CNIError) and exc.code:
+        message += f" (CNI error code {int(exc.code)})"
+    if isinstance(cause, PluginNotFoundError) and cause.plugin_type:
+        return CommandError(message, _missing_plugin_hint(cause.plugin_type, cni_path, args))
+    return CommandError(message)
+
+
+def _missing_plugin_hint(plugin_type: str, cni_path: list[str], args: argparse.Namespace) -> str:
+    from cnisdk._discovery import PluginLoadError, find_plugins
+    from cnisdk._suggest import closest
+
+    try:
+        installable = set(find_plugins())
+    except PluginLoadError:
+        installable = set()
+    on_path: set[str] = set()
+    for directory in cni_path:
+        try:
+            with os.scandir(directory) as entries:
+                on_path.update(e.name for _, e in zip(range(10_000), entries, strict=False))
+        except OSError:
+            continue
+    hints: list[str] = []
+    if plugin_type in installable:
+        hints.append(
+            f"{plugin_type!r} is a cnisdk plugin: write its launcher with "
+            f"'cnisdk install --bin-dir DIR {plugin_type}' and put DIR on --cni-path"
+        )
+    elif (guess := closest(plugin_type, on_path | installable)) is not None:
+        hints.append(f"did you mean {guess!r}?")
     else:
-        sys.stderr.write(f"{exc}\n")
+        hints.append("check the config's type, or point --cni-path at the plugin's directory")
+    invocation = f"'cnisdk exec del {args.config} {args.netns}' with the same options"
+    if args.verb == "add":
+        hints.append(
+            "the plugins before it have already set the container up and nothing was undone "
+            f"(libcni does the same): once it is found, run {invocation} to take them down"
+        )
+    elif args.verb == "del":
+        hints.append(
+            "DEL runs every plugin of the chain and stops at a missing one (libcni does the "
+            f"same), so the attachment stays until {invocation} succeeds; or delete the "
+            "namespace, and the plugins' state (e.g. host-local's /var/lib/cni/networks/NAME "
+            "and the result cache) by hand"
+        )
+    return "; ".join(hints)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the verb; print the result (ADD) to stdout, errors to stderr."""
     import anyio
 
-    from cnisdk._confdir import find_network, load_network, primary_network
+    from cnisdk._confdir import NoNetworkError, find_network, load_network, primary_network
     from cnisdk._runtime import CNIRuntime, RuntimeConf
 
+    capability_text = (
+        args.capability_args if args.capability_args is not None else os.environ.get("CAP_ARGS", "")
+    )
     try:
-        capability_text = (
-            args.capability_args
-            if args.capability_args is not None
-            else os.environ.get("CAP_ARGS", "")
-        )
         capability_args = json.loads(capability_text) if capability_text else {}
-        if not isinstance(capability_args, dict):
-            return _usage("--capability-args must be a JSON object")
-        args_text = args.args if args.args is not None else os.environ.get("CNI_ARGS", "")
+    except ValueError as exc:
+        raise CommandError(f"--capability-args is not JSON: {exc}", status=USAGE) from None
+    if not isinstance(capability_args, dict):
+        raise CommandError("--capability-args must be a JSON object", status=USAGE)
+    args_text = args.args if args.args is not None else os.environ.get("CNI_ARGS", "")
+    try:
         cni_args = _parse_args(args_text) if args_text else []
     except ValueError as exc:
-        return _usage(str(exc))
+        raise CommandError(str(exc), "give K=V pairs separated by ';'", status=USAGE) from None
     if args.timeout is not None and args.timeout <= 0:
-        return _usage("--timeout must be positive")
+        raise CommandError("--timeout must be positive", status=USAGE)
 
     try:
         if os.path.isdir(args.config):
@@ -141,16 +182,26 @@ def run(args: argparse.Namespace) -> int:
         else:
             conf_dir = args.conf_dir or os.environ.get("NETCONFPATH") or _DEFAULT_CONF_DIR
             conflist = find_network(conf_dir, args.config)
+    except NoNetworkError as exc:
+        skipped = "; ".join(exc.skipped)
+        raise CommandError(str(exc), skipped or "the directory holds no config file") from None
+    except FileNotFoundError as exc:
+        raise CommandError(
+            str(exc), "name a config file or directory, or the network's directory with --conf-dir"
+        ) from None
     except (OSError, ValueError) as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 1
+        raise CommandError(str(exc)) from None
 
-    cni_path = args.cni_path or os.environ.get("CNI_PATH") or _DEFAULT_CNI_PATH
+    cni_path = [
+        p
+        for p in (args.cni_path or os.environ.get("CNI_PATH") or _DEFAULT_CNI_PATH).split(
+            os.pathsep
+        )
+        if p
+    ]
     ifname = args.ifname or os.environ.get("CNI_IFNAME") or "eth0"
     netns = os.path.abspath(args.netns)
-    runtime = CNIRuntime(
-        [p for p in cni_path.split(os.pathsep) if p], cache_dir=args.cache_dir, timeout=args.timeout
-    )
+    runtime = CNIRuntime(cni_path, cache_dir=args.cache_dir, timeout=args.timeout)
     rt = RuntimeConf(
         container_id=args.container_id or default_container_id(netns),
         netns=netns,
@@ -178,8 +229,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         output = anyio.run(main, backend="asyncio")
     except Exception as exc:
-        _print_error(exc)
-        return 1
+        raise _failure(exc, args, cni_path) from None
     if output is not None:
         sys.stdout.buffer.write(output + b"\n")
         sys.stdout.flush()

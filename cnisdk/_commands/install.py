@@ -67,7 +67,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the ``install`` arguments."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
         "Write an executable launcher for each plugin TYPE into the CNI bin directory, so a "
         "container runtime can run it like any other CNI plugin. A launcher runs the plugin "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from cnisdk._commands import CommandError
 
 __all__ = ["configure", "run"]
 
@@ -18,7 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bin-dir", type=Path, default=None, help="also say whether each type is installed there"
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="a table for people (default) or a JSON array for scripts",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         entries = find_plugins()
     except PluginLoadError as exc:
-        print(f"cnisdk list: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     rows = []
     for entry in entries.values():
         row: dict[str, object] = {

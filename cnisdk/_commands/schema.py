@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from cnisdk._commands import CommandError
+
 __all__ = ["configure", "run"]
 
 
@@ -23,13 +25,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("type", metavar="TYPE", help="a plugin type (see `cnisdk list`)")
 
 
+def _type_hint(plugin_type: str) -> str:
+    from cnisdk._suggest import closest
+    from cnisdk._validate._schema import schema_types
+
+    known = schema_types()
+    if plugin_type in known:
+        return ""
+    guess = closest(plugin_type, known)
+    return f"did you mean {guess!r}?" if guess else "see 'cnisdk list' and 'cnisdk schema --help'"
+
+
 def run(args: argparse.Namespace) -> int:
     from cnisdk._validate._schema import SchemaError, plugin_schema
 
     try:
         schema = plugin_schema(args.type)
     except SchemaError as exc:
-        sys.stderr.write(f"cnisdk schema: {exc}\n")
-        return 1
+        raise CommandError(str(exc), _type_hint(args.type)) from None
     sys.stdout.write(json.dumps(schema, indent=2) + "\n")
     return 0

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the engine is imported only when the command runs
     from cnisdk._validate import FileReport
 
+from cnisdk._commands import USAGE, CommandError
+
 __all__ = ["DEFAULT_CNI_PATH", "configure", "run"]
 
 DEFAULT_CNI_PATH = "/opt/cni/bin:/usr/lib/cni"
@@ -47,7 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR[:DIR]",
         help=f"where plugin binaries live (default: $CNI_PATH, else {DEFAULT_CNI_PATH})",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="findings for people (default) or one JSON document for CI (schema in the docs)",
+    )
     parser.add_argument("--strict", action="store_true", help="warnings count as errors")
     parser.add_argument(
         "--no-exec",
@@ -119,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         reports = anyio.run(main)
     except ValidateError as exc:
-        sys.stderr.write(f"cnisdk validate: {exc}\n")
-        return 2
+        raise CommandError(str(exc), status=USAGE) from None
     valid = is_valid(reports, args.strict)
     if args.output == "json":
         write_json(reports, valid, sys.stdout)

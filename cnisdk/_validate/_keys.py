@@ -7,7 +7,6 @@ stops at free-form values (``dict[str, Any]``), whose keys are anyone's.
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from cnisdk._suggest import closest
 from cnisdk._validate._findings import join
 from cnisdk._validate._reference import Release, Since
 
@@ -117,18 +117,9 @@ def walk_keys(
             pending.extend((inner, child, loc, path, frozenset()) for child, loc, path in items)
 
 
-def _normal(key: str) -> str:
-    return key.lower().replace("_", "").replace("-", "")
-
-
 def suggest(key: str, known: tuple[str, ...]) -> str | None:
     """The known key ``key`` most likely misspells, or ``None``."""
-    by_normal = {_normal(k): k for k in known}
-    if _normal(key) in by_normal:
-        return by_normal[_normal(key)]
-    lowered = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.7)
-    return lowered[close[0]] if close else None
+    return closest(key, known)
 
 
 def without(data: dict[str, Any], paths: list[tuple[str | int, ...]]) -> dict[str, Any]:
