@@ -9,8 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from cnisdk._discovery import get_plugin
+from cnisdk._install import InstallSpec
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -19,6 +23,43 @@ GOLDEN = HERE / "golden"
 
 # The chained entry used throughout (passthrough accepts and keeps unknown keys).
 ENTRY = {"type": "passthrough", "cniVersion": "1.0.0", "note": "chained by cnisdk"}
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
+API_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+
+def service_account(directory: Path, token: str = "token-1") -> Path:
+    """A service account dir as kubelet projects it: ``token`` and ``ca.crt``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(CA_PEM)
+    return directory
+
+
+def spec_for(conf_dir: Path | None, bin_dir: Path, **kwargs: Any) -> InstallSpec:
+    """An install of ``passthrough`` with ``ENTRY`` into ``conf_dir``, in process."""
+    return InstallSpec(
+        plugins=[get_plugin("passthrough")],
+        bin_dir=bin_dir,
+        conf_dir=conf_dir,
+        entries=[ENTRY],
+        **kwargs,
+    )
+
+
+def run_together(argvs: list[list[str]], env: dict[str, str]) -> list[tuple[int, str, str]]:
+    """Start every argv at once; their exit codes and output once all have ended."""
+    procs = [
+        subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for a in argvs
+    ]
+    try:
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
 
 
 def install_argv(bin_dir: Path, conf_dir: Path, *extra: str) -> list[str]:

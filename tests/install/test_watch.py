@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnisdk._discovery import get_plugin
-from cnisdk._node_install import InstallSpec, ReadyServer, watch
+from cnisdk._install import InstallSpec, Readiness, watch
 
-from .conftest import CONFIGS, ENTRY, GOLDEN, install_argv, snapshot
+from .conftest import API_ENV, CONFIGS, ENTRY, install_argv, service_account, snapshot
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> float:
@@ -45,21 +45,21 @@ def readyz(port: int) -> int:
         return 0
 
 
+FLANNEL = (CONFIGS / "flannel" / "10-flannel.conflist").read_bytes()
+
+
 def has_entry(path: Path) -> bool:
     try:
         doc = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return False
-    return doc["plugins"][-1].get("type") == "passthrough"
+    return bool(doc["plugins"][-1].get("type") == "passthrough")
 
 
 def test_watch_reasserts_rotates_and_uninstalls_on_sigterm(tmp_path: Path) -> None:
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()  # empty: the installer waits for the primary CNI
-    sa = tmp_path / "sa"
-    sa.mkdir()
-    (sa / "token").write_text("token-1")
-    (sa / "ca.crt").write_text("ca")
+    sa = service_account(tmp_path / "sa")
     port = free_port()
     ready_file = tmp_path / "ready"
     proc = subprocess.Popen(
@@ -78,11 +78,7 @@ def test_watch_reasserts_rotates_and_uninstalls_on_sigterm(tmp_path: Path) -> No
             "--ready-file",
             str(ready_file),
         ),
-        env={
-            **os.environ,
-            "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-            "KUBERNETES_SERVICE_PORT": "443",
-        },
+        env={**os.environ, **API_ENV},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -119,30 +115,64 @@ def test_watch_reasserts_rotates_and_uninstalls_on_sigterm(tmp_path: Path) -> No
     assert not ready_file.exists()
 
 
-def test_watch_warns_when_something_keeps_fighting(tmp_path: Path) -> None:
+def replace_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.other-writer")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class WatchedReadiness(Readiness):
+    """Readiness that checks, each time it turns true, that the entry really is there."""
+
+    def __init__(self, primary: Callable[[], Path]) -> None:
+        super().__init__(None, None)
+        self.primary = primary
+        self.history: list[bool] = []
+
+    def set(self, ready: bool) -> None:
+        if ready and ready != self.ready:
+            assert has_entry(self.primary()), "ready while our entry is missing"
+        if ready != self.ready:
+            self.history.append(ready)
+        super().set(ready)
+
+
+def run_watch(
+    spec: InstallSpec, ready: Readiness, report: Callable[[str], None], **kwargs: float
+) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=watch,
+        args=(spec, stop, ready),
+        kwargs={"interval": 0.02, "throttle": 0.1, "report": report, **kwargs},
+    )
+    thread.start()
+    return thread, stop
+
+
+def flannel_spec(tmp_path: Path) -> InstallSpec:
     conf_dir = tmp_path / "net.d"
     shutil.copytree(CONFIGS / "flannel", conf_dir)
-    primary = conf_dir / "10-flannel.conflist"
-    spec = InstallSpec(
+    return InstallSpec(
         plugins=[get_plugin("passthrough")],
         bin_dir=tmp_path / "bin",
         conf_dir=conf_dir,
         entries=[ENTRY],
     )
-    stop = threading.Event()
+
+
+def test_watch_warns_when_something_keeps_fighting(tmp_path: Path) -> None:
+    spec = flannel_spec(tmp_path)
+    assert spec.conf_dir is not None
+    primary = spec.conf_dir / "10-flannel.conflist"
     messages: list[str] = []
-    ready = ReadyServer(None, None)
-    thread = threading.Thread(
-        target=watch,
-        args=(spec, stop, ready),
-        kwargs={"interval": 0.02, "throttle": 0.1, "fight_limit": 3, "report": messages.append},
-    )
-    thread.start()
+    ready = WatchedReadiness(lambda: primary)
+    thread, stop = run_watch(spec, ready, messages.append, fight_limit=3)
     try:
         wait_for(lambda: has_entry(primary))
         start = time.monotonic()
         for _ in range(6):  # a component that keeps removing us
-            shutil.copy(CONFIGS / "flannel" / "10-flannel.conflist", primary)
+            replace_file(primary, FLANNEL)
             wait_for(lambda: has_entry(primary))
         # Throttled: six reinstalls cannot take less than five throttle periods.
         assert time.monotonic() - start >= 5 * 0.1
@@ -150,7 +180,58 @@ def test_watch_warns_when_something_keeps_fighting(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join(10)
+    assert not thread.is_alive()
     assert sum("re-asserted" in m for m in messages) == 6
-    assert primary.read_bytes() == (CONFIGS / "flannel" / "10-flannel.conflist").read_bytes()
-    assert (GOLDEN / "flannel.installed").exists()
-    assert snapshot(conf_dir) == snapshot(CONFIGS / "flannel")
+    assert primary.read_bytes() == FLANNEL
+    assert snapshot(spec.conf_dir) == snapshot(CONFIGS / "flannel")
+    assert ready.history[0] is True and ready.history[-1] is False
+
+
+def test_a_rewrite_right_after_our_write_is_seen(tmp_path: Path) -> None:
+    """The other writer strikes between our write and our next look (synchronously, from
+    the report of our write): the next poll finds the entry missing and puts it back, and
+    readiness is never true while it is missing."""
+    spec = flannel_spec(tmp_path)
+    assert spec.conf_dir is not None
+    primary = spec.conf_dir / "10-flannel.conflist"
+    ready = WatchedReadiness(lambda: primary)
+    strikes: list[str] = []
+
+    def report(message: str) -> None:
+        if message.startswith(("wrote " + str(primary), "re-asserted")) and len(strikes) < 3:
+            strikes.append(message)
+            replace_file(primary, FLANNEL)  # right after our rename
+
+    thread, stop = run_watch(spec, ready, report)
+    try:
+        wait_for(lambda: len(strikes) == 3 and has_entry(primary) and ready.ready)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    # Ready once, after the third strike was repaired; not ready again when stopped.
+    assert ready.history == [True, False]
+    assert primary.read_bytes() == FLANNEL
+
+
+def test_ready_follows_the_file_a_runtime_uses(tmp_path: Path) -> None:
+    spec = flannel_spec(tmp_path)
+    assert spec.conf_dir is not None
+    conf_dir = spec.conf_dir
+    current = [conf_dir / "10-flannel.conflist"]
+    ready = WatchedReadiness(lambda: current[0])
+    thread, stop = run_watch(spec, ready, lambda m: None)
+    try:
+        wait_for(lambda: ready.ready)
+        # A new file that sorts first: a runtime now uses it, without our entry.
+        current[0] = conf_dir / "05-new.conflist"
+        replace_file(current[0], FLANNEL.replace(b'"cbr0"', b'"new"'))
+        wait_for(lambda: has_entry(current[0]) and ready.ready)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert ready.history == [True, False, True, False]
+    # Uninstall took our entries out of both files.
+    assert (conf_dir / "10-flannel.conflist").read_bytes() == FLANNEL
+    assert not has_entry(conf_dir / "05-new.conflist")
