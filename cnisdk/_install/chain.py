@@ -380,9 +380,11 @@ def chain_into(
     record: InstallRecord,
     outcome: Outcome,
     pause: Pause,
+    *,
+    settle: bool = True,
 ) -> None:
     """Chain ``entries`` into the file a runtime uses, under the conf dir lock (held by the
-    caller), until that file holds them.
+    caller), until that file holds them (``settle=False``: until one edit went in).
 
     :raises NoPrimaryConfig: no file in ``conf_dir`` loads.
     :raises InstallError: the file cannot be edited, or kept changing.
@@ -406,8 +408,12 @@ def chain_into(
             )
         writes += 1
         if plan is not None and plan.data is not None and plan.record is not None:
-            with contextlib.suppress(ConfigChanged):
+            try:
                 _apply(plan, plan.data, plan.record, record, conf_dir, outcome, pause)
+            except ConfigChanged:
+                continue
+            if not settle:
+                return
 
 
 # --- uninstall -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ way round. Everything in the conf dir happens under its lock.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import os
 import stat
@@ -115,9 +116,13 @@ def _write_kubeconfig(
     return host_path
 
 
-def install(spec: InstallSpec) -> Outcome:
+def install(spec: InstallSpec, *, settle: bool = True) -> Outcome:
     """Install launchers, and with a conf dir the kubeconfig and chained entries. Idempotent:
     what is in place already is not written again.
+
+    :param settle: after writing the config, look again and write again until the file a
+        runtime uses holds our entries (bounded); without it, one write is the end (the
+        watch loop looks again itself, at its own pace).
 
     :raises NoPrimaryConfig: the conf dir has no usable config yet.
     :raises InstallError: anything else that stops the install.
@@ -143,7 +148,8 @@ def install(spec: InstallSpec) -> Outcome:
                 if record.kubeconfigs.get(spec.types[0]) != host_path:
                     record.kubeconfigs[spec.types[0]] = host_path
                     record.save(conf_dir)
-            chain_into(conf_dir, entries, record, outcome, pause_for_tests(spec.environ))
+            pause = pause_for_tests(spec.environ)
+            chain_into(conf_dir, entries, record, outcome, pause, settle=settle)
         except OSError as exc:
             raise InstallError(f"cannot update the config in {conf_dir}: {exc}") from None
     return outcome
@@ -253,13 +259,15 @@ def uninstall(spec: InstallSpec) -> Outcome:
             record, note = InstallRecord.load(conf_dir)
             if note:
                 outcome.notes.append(note)
+            loaded = copy.deepcopy(record)
             unchain(conf_dir, types, record, outcome, pause_for_tests(spec.environ))
             in_use = _entries_left(conf_dir, types, outcome)
             if not in_use:
                 kubeconfigs.extend(
                     record.kubeconfigs.pop(t) for t in types if t in record.kubeconfigs
                 )
-            record.save(conf_dir)
+            if record != loaded:  # an unreadable record stays for the operator to look at
+                record.save(conf_dir)
     for kind, path in in_use.items():
         outcome.notes.append(f"kept the {kind} launcher and kubeconfig: {path} still runs it")
     remove_launchers(spec, outcome, keep=in_use)

@@ -63,12 +63,16 @@ class Readiness:
         """Say whether the install is in place."""
         if ready == self.ready:
             return
-        self.ready = ready
-        if self._file is not None:
-            if ready:
+        # Both signals agree whenever a prober looks: the file before the flag when turning
+        # ready, the flag before the file when not.
+        if ready:
+            if self._file is not None:
                 self._file.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(self._file, b"ready\n", 0o644)
-            else:
+            self.ready = True
+        else:
+            self.ready = False
+            if self._file is not None:
                 self._file.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -113,7 +117,7 @@ def watch(
                     if since < throttle:
                         stop.wait(throttle - since)
                         continue  # look again: the config may be back, or changed more
-                outcome = install(spec)
+                outcome = install(spec, settle=False)
             except NoPrimaryConfig as exc:
                 ready.set(False)
                 if str(exc) != waiting:
@@ -121,7 +125,7 @@ def watch(
                     waiting = str(exc)
                 stop.wait(interval)
                 continue
-            except InstallError as exc:
+            except (InstallError, OSError) as exc:
                 ready.set(False)
                 report(f"install failed, retrying: {exc}")
                 stop.wait(max(interval, throttle))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,25 @@ def spec_for(conf_dir: Path | None, bin_dir: Path, **kwargs: Any) -> InstallSpec
     )
 
 
+@contextlib.contextmanager
+def started(argv: list[str], env: dict[str, str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """A process with its output piped; killed if still running at the end, pipes closed."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    with subprocess.Popen(argv, env=env, text=True, **kwargs) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def run_together(argvs: list[list[str]], env: dict[str, str]) -> list[tuple[int, str, str]]:
     """Start every argv at once; their exit codes and output once all have ended."""
-    procs = [
-        subprocess.Popen(a, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for a in argvs
-    ]
-    try:
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(started(a, env)) for a in argvs]
         outputs = [p.communicate(timeout=60) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
     return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
 
 

@@ -19,7 +19,7 @@ from cnisdk._install import InstallError, InstallRecord, InstallSpec, uninstall
 from cnisdk._install.chain import MAX_ATTEMPTS, chain_into, conf_dir_locked
 from cnisdk._install.spec import Outcome
 
-from .conftest import CONFIGS, GOLDEN, cli, install_argv, run_together, snapshot
+from .conftest import CONFIGS, GOLDEN, cli, install_argv, run_together, snapshot, started
 
 ConfCopy = Callable[[str], Path]
 FLANNEL = CONFIGS / "flannel" / "10-flannel.conflist"
@@ -124,24 +124,14 @@ def test_a_real_writer_during_a_paused_install(conf_copy: ConfCopy, tmp_path: Pa
     and its rename (held there by the test pause): its update survives, ours is added."""
     conf_dir = conf_copy("flannel")
     primary = conf_dir / "10-flannel.conflist"
-    proc = subprocess.Popen(
-        install_argv(tmp_path / "bin", conf_dir),
-        env={**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    argv = install_argv(tmp_path / "bin", conf_dir)
+    with started(argv, {**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "2"}) as proc:
         deadline = time.monotonic() + 30
         while not list(conf_dir.glob(".10-flannel.conflist.*.cnisdk-tmp")):
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.01)
         replace_file(primary, REWRITTEN)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     doc = plugins(primary)
     assert doc[0]["delegate"]["hairpinMode"] is False
@@ -189,22 +179,16 @@ def test_installers_of_two_types_at_once(conf_copy: ConfCopy, tmp_path: Path) ->
 def test_killed_mid_write_leaves_old_or_new(case: str, conf_copy: ConfCopy, tmp_path: Path) -> None:
     conf_dir = conf_copy(case)
     before = snapshot(conf_dir)
-    proc = subprocess.Popen(
-        install_argv(tmp_path / "bin", conf_dir),
-        env={**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "30"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    argv = install_argv(tmp_path / "bin", conf_dir)
+    env = {**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "30"}
+    with started(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         deadline = time.monotonic() + 30
         while not [
             p for p in conf_dir.glob(".*.cnisdk-tmp") if not p.name.startswith(".cnisdk-install")
         ]:
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-    finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
     # The temp file was never renamed: the config is the old one.
     assert snapshot(conf_dir) == before
     # A re-run clears the orphan and installs.
