@@ -71,6 +71,7 @@ from cnisdk._agent_protocol import (
     parse_header,
     request_health,
 )
+from cnisdk._health import Answer, HealthListener
 from cnisdk._plugin import Plugin
 from cnisdk._skel import Response, handle_request
 from cnisdk.spec._errors import CNIError, ErrorCode
@@ -459,34 +460,15 @@ class Agent:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        listener = await anyio.create_tcp_listener(local_host=address[0], local_port=address[1])
-        self.health_port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        health = await HealthListener.bind(address, {"/healthz": self._health_answer})
+        self.health_port = health.port
         task_status.started()
-        async with listener:
-            await listener.serve(self._health_http)
+        async with health:
+            await health.serve()
 
-    async def _health_http(self, stream: anyio.abc.SocketStream) -> None:
-        async with stream:
-            data = b""
-            with anyio.move_on_after(5):
-                while b"\r\n\r\n" not in data and len(data) < 8192:
-                    try:
-                        data += await stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        return
-            parts = data.split(b"\r\n", 1)[0].split()
-            if len(parts) >= 2 and parts[0] in (b"GET", b"HEAD") and parts[1] == b"/healthz":
-                doc = self.health()
-                code = b"200 OK" if doc["status"] == "ok" else b"503 Service Unavailable"
-                body = json.dumps(doc).encode() + b"\n"
-            else:
-                code, body = b"404 Not Found", b"not found\n"
-            head = (
-                b"HTTP/1.1 " + code + b"\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
-            )
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send(head + (body if parts[:1] != [b"HEAD"] else b""))
+    def _health_answer(self) -> Answer:
+        doc = self.health()
+        return Answer(doc["status"] == "ok", json.dumps(doc).encode() + b"\n", "application/json")
 
 
 def _describe(exc: BaseException) -> str:

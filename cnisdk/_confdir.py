@@ -46,6 +46,7 @@ __all__ = [
     "conflist_from_conf",
     "find_network",
     "is_conf_file_name",
+    "is_conflist_name",
     "load_network",
     "primary_network",
     "read_conf",
@@ -84,9 +85,22 @@ class LoadedConfList(NetConfList):
         return self._raw or dumps_compact(self.to_dict())
 
 
+def _go_ext(name: str) -> str:
+    """Go's ``filepath.Ext`` of a file name: from its last dot on, so ``.conf`` for a file
+    named ``.conf`` (where ``os.path.splitext`` sees no extension)."""
+    dot = name.rfind(".")
+    return name[dot:] if dot >= 0 else ""
+
+
 def is_conf_file_name(name: str) -> bool:
     """Whether a runtime reads a file of this name (by its extension, as ``filepath.Ext``)."""
-    return os.path.splitext(name)[1] in CONF_EXTENSIONS
+    return _go_ext(os.path.basename(name)) in CONF_EXTENSIONS
+
+
+def is_conflist_name(name: str | os.PathLike[str]) -> bool:
+    """Whether a runtime reads a config file of this name as a list (``.conflist``) rather
+    than as a single plugin's config (``.conf``, ``.json``)."""
+    return _go_ext(os.path.basename(os.fspath(name))) == ".conflist"
 
 
 def conf_files(
@@ -107,7 +121,7 @@ def conf_files(
     names = [
         entry.name
         for entry in entries
-        if not entry.is_dir(follow_symlinks=False) and os.path.splitext(entry.name)[1] in extensions
+        if not entry.is_dir(follow_symlinks=False) and _go_ext(entry.name) in extensions
     ]
     # Go sorts strings by bytes; names that are not UTF-8 sort by their original bytes too.
     return [base / name for name in sorted(names, key=os.fsencode)]
@@ -190,7 +204,7 @@ def load_network(path: str | os.PathLike[str], *, by_content: bool = False) -> L
     file = Path(path)
     data = read_conf(file)
     shape = _shape_by_content(data) if by_content else None
-    is_list = shape if shape is not None else file.suffix == ".conflist"
+    is_list = shape if shape is not None else is_conflist_name(file)
     if not is_list:
         return conflist_from_conf(data)
     loaded = conflist_from_bytes(data)

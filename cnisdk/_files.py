@@ -18,7 +18,8 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "locked",
     "read_bounded",
     "remove_durably",
+    "symlink_atomic",
     "write_atomic",
 ]
 
@@ -60,6 +62,7 @@ def write_atomic(
     *,
     keep_mode: bool = False,
     owner: tuple[int, int] | None = None,
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
 
@@ -67,6 +70,9 @@ def write_atomic(
     :param keep_mode: when ``path`` exists, keep its mode and owner instead (``mode`` then
         applies only to a new file). A symlink at ``path`` is replaced by a regular file.
     :param owner: ``(uid, gid)`` for the new file; default: the writer's.
+    :param before_replace: called once the data is durable in the temporary file, just before
+        the rename (a read-modify-write checks there that ``path`` is still what it read);
+        what it raises aborts the write.
     :raises OSError: nothing was changed (the temporary file is removed).
     """
     import tempfile  # not on the exec path, which only reads
@@ -87,6 +93,21 @@ def write_atomic(
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _rename_into_place(tmp, target, before_replace)
+
+
+def _rename_into_place(
+    tmp: str | os.PathLike[str], target: Path, before_replace: Callable[[], None] | None = None
+) -> None:
+    """Rename a complete temporary file over ``target`` and make it durable; on any failure
+    (``before_replace`` raising included) the temporary file is removed instead."""
+    try:
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -108,19 +129,47 @@ def remove_durably(path: str | os.PathLike[str]) -> bool:
     return True
 
 
+def symlink_atomic(path: str | os.PathLike[str], target: str) -> None:
+    """Make ``path`` a symlink to ``target``, replacing what is there in one rename."""
+    link = Path(path)
+    tmp = link.parent / f".{link.name}.{os.urandom(8).hex()}{TMP_SUFFIX}"
+    os.symlink(target, tmp)
+    _rename_into_place(tmp, link)
+
+
 @contextlib.contextmanager
-def locked(lock_file: str | os.PathLike[str]) -> Iterator[None]:
+def locked(lock_file: str | os.PathLike[str], timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_file`` (created 0600 if missing) for the block.
 
     Only writers that take the same lock are excluded; the lock protects a read-modify-write
     sequence of cooperating cnisdk processes, not a file against other tools.
+
+    :param timeout: give up after this many seconds (default: wait as long as it takes).
+    :raises TimeoutError: another process held the lock for ``timeout`` seconds.
     """
     fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            _flock_within(fd, timeout, lock_file)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _flock_within(fd: int, timeout: float, lock_file: str | os.PathLike[str]) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{os.fspath(lock_file)} stayed locked by another process for {timeout:g} s"
+                ) from None
+            time.sleep(0.05)
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:

@@ -264,6 +264,12 @@ def _scenario_latin1(d: Path) -> str:
     return "10-latin1.conflist"
 
 
+def _scenario_dot_names(d: Path) -> str:
+    (d / ".conf").write_text('{"cniVersion":"1.0.0","name":"dot","type":"ptp"}')
+    (d / "10-plain.conflist").write_text(GOOD_LIST % "plain")
+    return ".conf"  # Go's filepath.Ext(".conf") is ".conf": libcni lists it, and it sorts first
+
+
 SELECTION_SCENARIOS = {
     "symlinks": _scenario_symlinks,
     "dangling-and-dir-links": _scenario_dangling_and_dir_links,
@@ -271,6 +277,7 @@ SELECTION_SCENARIOS = {
     "conf-vs-conflist": _scenario_conf_vs_conflist,
     "name-ties": _scenario_name_ties,
     "latin1": _scenario_latin1,
+    "dot-names": _scenario_dot_names,
 }
 
 

@@ -18,6 +18,7 @@ from cnisdk._files import (
     locked,
     read_bounded,
     remove_durably,
+    symlink_atomic,
     write_atomic,
 )
 
@@ -116,3 +117,48 @@ def test_read_bounded_refuses_what_is_not_a_bounded_regular_file(tmp_path: Path)
     assert go_path_error("open", loop, info.value) == (
         f"open {loop}: too many levels of symbolic links"
     )
+
+
+def test_write_atomic_before_replace_can_abort(tmp_path: Path) -> None:
+    target = tmp_path / "f.conflist"
+    target.write_bytes(b"old")
+    seen: list[list[str]] = []
+
+    def refuse() -> None:
+        seen.append(sorted(os.listdir(tmp_path)))  # the data is in the temp file by now
+        raise RuntimeError("changed under us")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, b"new", before_replace=refuse)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f.conflist"]
+    [listing] = seen
+    assert len(listing) == 2 and listing[0].endswith(TMP_SUFFIX)
+
+
+def test_locked_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    lock = tmp_path / ".lock"
+    with locked(lock):
+        holder_done = threading.Event()
+
+        def second() -> None:
+            with pytest.raises(TimeoutError, match="stayed locked"), locked(lock, timeout=0.2):
+                pass
+            holder_done.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(10)
+        assert holder_done.is_set()
+    with locked(lock, timeout=0.2):  # free again
+        pass
+
+
+def test_symlink_atomic_replaces_a_file_or_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "name"
+    target.write_bytes(b"file")
+    symlink_atomic(target, "elsewhere")
+    assert os.readlink(target) == "elsewhere"
+    symlink_atomic(target, "other")
+    assert os.readlink(target) == "other"
+    assert os.listdir(tmp_path) == ["name"]

@@ -3,7 +3,7 @@
 Without ``--conf-dir`` only the launchers are written (the original behaviour). With it, the
 plugins are also chained into the node's primary config, a kubeconfig can be written from a
 service account, and ``--watch`` keeps all of it in place until SIGTERM, then removes it.
-The logic and its guarantees are in :mod:`cnisdk._node_install`.
+The logic and its guarantees are in :mod:`cnisdk._install`.
 
 Exit status: 0 installed (or, with ``--watch``, stopped and uninstalled cleanly), 1 the
 install failed, 2 usage errors.
@@ -12,14 +12,14 @@ install failed, 2 usage errors.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cnisdk._discovery import PluginEntry
-    from cnisdk._node_install import InstallSpec
+    from cnisdk._install import InstallSpec
 
 __all__ = ["add_common_arguments", "build_spec", "configure", "run"]
 
@@ -148,11 +148,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_MAX_CHAIN_BYTES = 1 << 20
+
+
 def _load_chain(text: str) -> list[dict[str, Any]]:
-    source = text
-    if not text.lstrip().startswith(("{", "[")):
-        source = Path(text).read_text(encoding="utf-8")
-    doc = json.loads(source)
+    from cnisdk._files import read_bounded
+    from cnisdk.spec._json import loads_go
+
+    if text.lstrip().startswith(("{", "[")):
+        source = os.fsencode(text)
+    else:
+        source = read_bounded(text, _MAX_CHAIN_BYTES)
+    # Read as a runtime reads the config it ends up in (Go's rules and messages).
+    doc = loads_go(source)
     if isinstance(doc, dict) and "plugins" in doc:
         doc = doc["plugins"]
     entries = doc if isinstance(doc, list) else [doc]
@@ -192,7 +200,7 @@ def _shim_binary(mode: str, binary: Path | None) -> str | None:
 def build_spec(args: argparse.Namespace, command: str) -> InstallSpec:
     """The :class:`InstallSpec` for parsed arguments; raises ``ValueError``/``OSError``."""
     from cnisdk._discovery import get_plugin
-    from cnisdk._node_install import InstallSpec
+    from cnisdk._install import InstallSpec
 
     if command == "uninstall":
         # Taking a plugin off must work even after its distribution was removed.
@@ -247,7 +255,14 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from cnisdk._discovery import PluginLoadError
-    from cnisdk._node_install import InstallError, ReadyServer, install, install_runtime, watch
+    from cnisdk._install import (
+        InstallError,
+        NoPrimaryConfig,
+        Readiness,
+        install,
+        install_runtime,
+        watch,
+    )
 
     try:
         spec = build_spec(args, "install")
@@ -276,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             outcome = install(spec)
     except InstallError as exc:
         print(f"cnisdk install: {exc}", file=sys.stderr)
-        if spec.conf_dir is not None:
+        if isinstance(exc, NoPrimaryConfig):
             print("(with --watch it waits for the primary CNI instead)", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -292,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
         for note in outcome.notes:
             _say(note)
         if outcome.config is not None:
-            state = "chained into" if str(outcome.config) in outcome.changed else "already in"
+            state = "chained into" if str(outcome.config) in outcome.configs else "already in"
             _say(f"{', '.join(spec.types)}: {state} {outcome.config}")
         return 0
 
@@ -304,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        ready = ReadyServer(ready_address, args.ready_file)
+        ready = Readiness(ready_address, args.ready_file)
     except OSError as exc:
         print(
             f"cnisdk install: cannot serve readiness on {args.ready_address}: {exc}",
@@ -312,6 +327,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     _say(f"watching {spec.conf_dir} for {', '.join(spec.types)}")
-    watch(spec, stop, ready, interval=args.interval, throttle=args.throttle, report=_say)
+    try:
+        watch(spec, stop, ready, interval=args.interval, throttle=args.throttle, report=_say)
+    except (InstallError, OSError) as exc:
+        print(f"cnisdk install: uninstall failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ready.close()
     _say("uninstalled; exiting")
     return 0

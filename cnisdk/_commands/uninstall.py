@@ -1,7 +1,8 @@
 """``cnisdk uninstall``: take plugins off a node again.
 
-Removes the plugins' entries from every conflist in ``--conf-dir`` (every other byte stays
-as it was), their launchers (only files cnisdk wrote) and the kubeconfig an install wrote.
+Takes out what ``cnisdk install`` added to ``--conf-dir`` (by its install record: an entry
+install did not add stays), the launchers (only files cnisdk wrote) and the kubeconfig an
+install wrote. The logic is in :mod:`cnisdk._install`.
 
 Exit status: 0 done (also when there was nothing to remove), 1 failure, 2 usage errors.
 """
@@ -19,8 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from cnisdk._commands.install import add_common_arguments
 
     parser.description = (
-        "Remove the entries of each plugin TYPE from the CNI configs in --conf-dir, the "
-        "launchers `cnisdk install` wrote into --bin-dir, and the kubeconfig it wrote."
+        "Take out what `cnisdk install` added for each plugin TYPE: its entries in the CNI "
+        "configs in --conf-dir (an entry install did not add stays), the launchers it wrote "
+        "into --bin-dir, and the kubeconfig it wrote."
     )
     parser.epilog = (
         "example: cnisdk uninstall istio-redirect --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d"
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Uninstall and print what was removed."""
     from cnisdk._commands.install import build_spec
     from cnisdk._discovery import PluginLoadError
-    from cnisdk._node_install import uninstall
+    from cnisdk._install import InstallError, uninstall
 
     try:
         spec = build_spec(args, "uninstall")
@@ -41,14 +43,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         outcome = uninstall(spec)
-    except OSError as exc:
+    except (InstallError, OSError) as exc:
         print(f"cnisdk uninstall: {exc}", file=sys.stderr)
         return 1
-    for path in outcome.changed:
-        if path.endswith((".conf", ".conflist", ".json")):
-            print(f"removed {', '.join(spec.types)} from {path}")
-        else:
-            print(f"deleted {path}")
+    for path in outcome.configs:
+        print(f"took {', '.join(spec.types)} out of {path}")
+    for path in outcome.files:
+        print(f"deleted {path}")
     for note in outcome.notes:
         print(note)
     if not outcome.changed:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from cnisdk._discovery import get_plugin
+from cnisdk._install import InstallSpec
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -19,6 +24,49 @@ GOLDEN = HERE / "golden"
 
 # The chained entry used throughout (passthrough accepts and keeps unknown keys).
 ENTRY = {"type": "passthrough", "cniVersion": "1.0.0", "note": "chained by cnisdk"}
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
+API_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+
+def service_account(directory: Path, token: str = "token-1") -> Path:
+    """A service account dir as kubelet projects it: ``token`` and ``ca.crt``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "token").write_text(token)
+    (directory / "ca.crt").write_bytes(CA_PEM)
+    return directory
+
+
+def spec_for(conf_dir: Path | None, bin_dir: Path, **kwargs: Any) -> InstallSpec:
+    """An install of ``passthrough`` with ``ENTRY`` into ``conf_dir``, in process."""
+    return InstallSpec(
+        plugins=[get_plugin("passthrough")],
+        bin_dir=bin_dir,
+        conf_dir=conf_dir,
+        entries=[ENTRY],
+        **kwargs,
+    )
+
+
+@contextlib.contextmanager
+def started(argv: list[str], env: dict[str, str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """A process with its output piped; killed if still running at the end, pipes closed."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    with subprocess.Popen(argv, env=env, text=True, **kwargs) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def run_together(argvs: list[list[str]], env: dict[str, str]) -> list[tuple[int, str, str]]:
+    """Start every argv at once; their exit codes and output once all have ended."""
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(started(a, env)) for a in argvs]
+        outputs = [p.communicate(timeout=60) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
 
 
 def install_argv(bin_dir: Path, conf_dir: Path, *extra: str) -> list[str]:

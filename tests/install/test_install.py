@@ -5,28 +5,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
+from test_confdir import SELECTION_SCENARIOS  # tests/ is on sys.path (rootdir-style imports)
 
+from cnisdk._confdir import primary_network
 from cnisdk._discovery import get_plugin
-from cnisdk._node_install import (
+from cnisdk._install import (
     InstallError,
     InstallSpec,
     NoPrimaryConfig,
-    add_entries,
     install,
-    remove_entries,
     uninstall,
 )
 from cnisdk._validate import validate_paths
 
-from .conftest import CONFIGS, ENTRY, GOLDEN, cli, install_argv, snapshot
+from .conftest import API_ENV, CONFIGS, GOLDEN, cli, service_account, snapshot, spec_for
 
 # case -> (the primary file before, the primary file after install)
 CASES = {
@@ -37,16 +34,6 @@ CASES = {
     "broken": ("10-flannel.conflist", "10-flannel.conflist"),
 }
 ConfCopy = Callable[[str], Path]
-
-
-def spec_for(conf_dir: Path | None, bin_dir: Path, **kwargs: object) -> InstallSpec:
-    return InstallSpec(
-        plugins=[get_plugin("passthrough")],
-        bin_dir=bin_dir,
-        conf_dir=conf_dir,
-        entries=[ENTRY],
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 def golden(name: str, actual: bytes) -> bytes:
@@ -85,12 +72,10 @@ def test_install_and_uninstall_exact(case: str, conf_copy: ConfCopy, tmp_path: P
     removed = uninstall(spec)
     assert str(conf_dir / after_name) in removed.changed
     assert not (tmp_path / "bin" / "passthrough").exists()
-    final = snapshot(conf_dir)
-    if before_name == after_name:  # a conflist gets its original bytes back
-        assert final == before
-    else:  # a converted .conf stays a conflist (as with Istio), minus our entry
-        assert final[after_name] == golden(f"{case}.uninstalled", final[after_name])
-        assert uninstall(spec).changed == []
+    # Every file as it was, byte for byte: a converted .conf comes back under its own name.
+    assert snapshot(conf_dir) == before
+    assert (conf_dir / before_name).stat().st_mode & 0o777 == 0o640
+    assert uninstall(spec).changed == []
 
 
 def test_reinstall_replaces_an_old_entry_in_place(conf_copy: ConfCopy, tmp_path: Path) -> None:
@@ -106,32 +91,6 @@ def test_reinstall_replaces_an_old_entry_in_place(conf_copy: ConfCopy, tmp_path:
     assert (conf_dir / "10-calico.conflist").read_bytes() == (
         CONFIGS / "calico" / "10-calico.conflist"
     ).read_bytes()
-
-
-def test_our_entry_not_last_is_moved_last(tmp_path: Path) -> None:
-    text = json.dumps(
-        {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "passthrough"}, {"type": "a"}]},
-        indent=4,
-    )
-    new = add_entries(text, True, [{"type": "passthrough"}], ["passthrough"])
-    assert [p["type"] for p in json.loads(new)["plugins"]] == ["a", "passthrough"]
-    assert '\n        {\n            "type": "passthrough"\n        }\n    ]' in new
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        '{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"a"}]}',
-        '{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "a"}, {"type": "b"}]}\n',
-        '{\n\t"name": "n",\n\t"plugins": [\n\t\t{"type": "a"}\n\t]\n}\n',
-        '{"name":"n","plugins":[],"plugins":[{"type":"a"}]}',
-        '  {"name": "n", "plugins": [ {"type": "a"} ,{"type":"b"} ] }  ',
-    ],
-)
-def test_splice_round_trips_any_layout(text: str) -> None:
-    installed = add_entries(text, True, [{"type": "x", "k": [1, 2]}], ["x"])
-    assert json.loads(installed)["plugins"][-1] == {"type": "x", "k": [1, 2]}
-    assert remove_entries(installed, ["x"]) == text
 
 
 def test_empty_dir_fails_clearly(conf_copy: ConfCopy, tmp_path: Path) -> None:
@@ -201,72 +160,9 @@ def test_uninstall_keeps_a_foreign_binary(conf_copy: ConfCopy, tmp_path: Path) -
     assert any("not a cnisdk launcher" in n for n in outcome.notes)
 
 
-def test_two_installers_racing(conf_copy: ConfCopy, tmp_path: Path) -> None:
-    conf_dir = conf_copy("calico")
-    argv = install_argv(tmp_path / "bin", conf_dir)
-    env = {**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "0.3"}
-    procs = [
-        subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    results = [p.communicate(timeout=30) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
-    states = sorted(out.splitlines()[-1].split(":")[1].split()[0] for out, _ in results)
-    assert states == ["already", "chained"]  # the lock made the second one see the first
-    doc = json.loads((conf_dir / "10-calico.conflist").read_bytes())
-    assert [p["type"] for p in doc["plugins"]].count("passthrough") == 1
-    assert (conf_dir / "10-calico.conflist").read_bytes() == (
-        GOLDEN / "calico.installed"
-    ).read_bytes()
-
-
-@pytest.mark.parametrize("case", ["calico", "bridge"])
-def test_killed_mid_write_leaves_old_or_new(case: str, conf_copy: ConfCopy, tmp_path: Path) -> None:
-    conf_dir = conf_copy(case)
-    before = snapshot(conf_dir)
-    proc = subprocess.Popen(
-        install_argv(tmp_path / "bin", conf_dir),
-        env={**os.environ, "CNISDK_INSTALL_TEST_PAUSE": "30"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while not list(conf_dir.glob(".*.cnisdk-tmp")):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    # The temp file is complete but was never renamed: the config is the old one.
-    assert snapshot(conf_dir) == before
-    # A re-run cleans the orphan and installs.
-    done = cli(
-        "install",
-        "passthrough",
-        "--bin-dir",
-        str(tmp_path / "bin"),
-        "--conf-dir",
-        str(conf_dir),
-        "--chain",
-        json.dumps(ENTRY),
-    )
-    assert done.returncode == 0, done.stderr
-    assert not list(conf_dir.glob(".*.cnisdk-tmp"))
-    _, after_name = CASES[case]
-    assert (conf_dir / after_name).read_bytes() == (GOLDEN / f"{case}.installed").read_bytes()
-
-
 def test_kubeconfig_from_serviceaccount(conf_copy: ConfCopy, tmp_path: Path) -> None:
     conf_dir = conf_copy("cilium")
-    sa = tmp_path / "sa"
-    sa.mkdir()
-    (sa / "token").write_text("token-1")
-    (sa / "ca.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")
+    sa = service_account(tmp_path / "sa")
     env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
     spec = spec_for(conf_dir, tmp_path / "bin", serviceaccount_dir=sa, environ=env)
     install(spec)
@@ -290,11 +186,8 @@ def test_kubeconfig_under_a_host_root(conf_copy: ConfCopy, tmp_path: Path) -> No
     host = tmp_path / "host"
     conf_dir = host / "etc" / "cni" / "net.d"
     shutil.copytree(CONFIGS / "flannel", conf_dir)
-    sa = tmp_path / "sa"
-    sa.mkdir()
-    (sa / "token").write_text("t")
-    (sa / "ca.crt").write_text("ca")
-    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    sa = service_account(tmp_path / "sa", "t")
+    env = API_ENV
     spec = spec_for(
         conf_dir, host / "opt" / "cni" / "bin", serviceaccount_dir=sa, environ=env, host_root=host
     )
@@ -373,3 +266,69 @@ def test_runtime_copied_to_the_node_and_launchers_use_it(
     os.utime(source / "bin" / "python3", (1, 1))
     assert cli(*args).returncode == 0
     assert os.readlink(current) != first and (host / "opt/cnisdk" / first).is_dir()  # kept
+
+
+@pytest.mark.parametrize("scenario", sorted(SELECTION_SCENARIOS))
+def test_install_chains_into_the_file_a_runtime_uses(scenario: str, tmp_path: Path) -> None:
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    expected = SELECTION_SCENARIOS[scenario](conf_dir)
+    picked, _ = primary_network(conf_dir)
+    assert picked.name == expected
+    as_list = conf_dir / (expected[: expected.rfind(".")] + ".conflist")
+    if picked != as_list and as_list.exists():
+        # The .conf cannot become its .conflist without overwriting another file: refused.
+        before = snapshot(conf_dir)
+        with pytest.raises(InstallError, match="exists with other content"):
+            install(spec_for(conf_dir, tmp_path / "bin"))
+        assert snapshot(conf_dir) == before
+        return
+    outcome = install(spec_for(conf_dir, tmp_path / "bin"))
+    # A .conf becomes its .conflist; either way the runtime now runs our entry, last.
+    path, network = primary_network(conf_dir)
+    assert outcome.config == path
+    assert path in (picked, as_list)
+    assert network.plugins[-1] == {"type": "passthrough", "note": "chained by cnisdk"}
+
+
+def test_a_latin1_conflist_is_chained_into_and_its_bytes_kept(tmp_path: Path) -> None:
+    # Go decodes the é byte as U+FFFD and loads the file: it is the one the runtime uses.
+    conf_dir = tmp_path / "net.d"
+    conf_dir.mkdir()
+    latin1 = (
+        b'{\n  "cniVersion": "1.0.0",\n  "name": "l",\n'
+        b'  "plugins": [\n    {"type": "bridge", "d": "caf\xe9"}\n  ]\n}\n'
+    )
+    (conf_dir / "10-latin1.conflist").write_bytes(latin1)
+    (conf_dir / "20-utf8.conflist").write_bytes(latin1.replace(b"\xe9", b"e"))
+    spec = spec_for(conf_dir, tmp_path / "bin")
+    assert install(spec).config == conf_dir / "10-latin1.conflist"
+    installed = (conf_dir / "10-latin1.conflist").read_bytes()
+    assert b'"d": "caf\xe9"}' in installed and b"passthrough" in installed
+    assert (conf_dir / "20-utf8.conflist").read_bytes() == latin1.replace(b"\xe9", b"e")
+    uninstall(spec)
+    assert (conf_dir / "10-latin1.conflist").read_bytes() == latin1
+
+
+def test_declared_capabilities_go_into_the_entry(conf_copy: ConfCopy, tmp_path: Path) -> None:
+    conf_dir = conf_copy("flannel")
+    spec = InstallSpec(
+        plugins=[get_plugin("istio-redirect")],
+        bin_dir=tmp_path / "bin",
+        conf_dir=conf_dir,
+        entries=[{"type": "istio-redirect", "exclude_namespaces": ["kube-system"]}],
+    )
+    install(spec)
+    entry = json.loads((conf_dir / "10-flannel.conflist").read_bytes())["plugins"][-1]
+    assert entry == {
+        "type": "istio-redirect",
+        "exclude_namespaces": ["kube-system"],
+        "capabilities": {"io.kubernetes.cri.pod-annotations": True},
+    }
+    # An entry that sets capabilities itself keeps them as given.
+    spec.entries = [{"type": "istio-redirect", "capabilities": {}}]
+    install(spec)
+    entry = json.loads((conf_dir / "10-flannel.conflist").read_bytes())["plugins"][-1]
+    assert entry == {"type": "istio-redirect", "capabilities": {}}
+    uninstall(spec)
+    assert snapshot(conf_dir) == snapshot(CONFIGS / "flannel")
