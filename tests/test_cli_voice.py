@@ -47,6 +47,8 @@ def one_line(done: subprocess.CompletedProcess[str], command: str) -> str:
         (["agent", "--socket", "/tmp/x.sock", "--allow-uid", "-5"], 2, "--allow-uid"),
         (["list", "--output", "yaml"], 2, "invalid choice: 'yaml'"),
         (["install", "--bin-dir"], 2, "--bin-dir"),
+        (["install", "passthruogh", "--bin-dir", "/nonexistent"], 1, "did you mean 'passthrough'?"),
+        (["install", "passthrough", "--bin-dir", "/tmp", "--watch"], 2, "--watch needs --conf-dir"),
     ],
 )
 def test_failures_are_one_line_with_the_documented_status(

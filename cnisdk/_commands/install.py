@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,9 @@ if TYPE_CHECKING:
     from cnisdk._discovery import PluginEntry
     from cnisdk._install import InstallSpec
 
-__all__ = ["add_common_arguments", "build_spec", "configure", "run"]
+from cnisdk._commands import USAGE, CommandError
+
+__all__ = ["add_common_arguments", "build_spec", "configure", "plugin_type_hint", "run"]
 
 _EPILOG = """\
 examples:
@@ -176,6 +177,23 @@ def _address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def plugin_type_hint(types: list[str]) -> str:
+    """For plugin types that are not installed: the one meant, or where to look."""
+    from cnisdk._discovery import PluginLoadError, find_plugins
+    from cnisdk._suggest import closest
+
+    try:
+        known = find_plugins()
+    except PluginLoadError:
+        return ""
+    for plugin_type in types:
+        if plugin_type not in known:
+            guess = closest(plugin_type, known)
+            if guess is not None:
+                return f"did you mean {guess!r}?"
+    return "'cnisdk list' shows the plugin types installed in this Python environment"
+
+
 def _entry_or_bare(plugin_type: str) -> PluginEntry:
     from cnisdk._discovery import PluginEntry, PluginLoadError, get_plugin
 
@@ -268,20 +286,16 @@ def run(args: argparse.Namespace) -> int:
         spec = build_spec(args, "install")
         ready_address = _address(args.ready_address) if args.ready_address else None
     except PluginLoadError as exc:
-        print(f"cnisdk install: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), plugin_type_hint(args.types)) from None
     except (ValueError, OSError) as exc:
-        print(f"cnisdk install: error: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), status=USAGE) from None
     if args.watch and spec.conf_dir is None:
-        print("cnisdk install: error: --watch needs --conf-dir", file=sys.stderr)
-        return 2
+        raise CommandError("--watch needs --conf-dir", status=USAGE)
     try:
         if args.runtime:
             source, sep, dest = args.runtime.partition(":")
             if not sep or not dest.startswith("/"):
-                print("cnisdk install: error: --runtime wants SRC:/ABSOLUTE/DEST", file=sys.stderr)
-                return 2
+                raise CommandError("--runtime wants SRC:/ABSOLUTE/DEST", status=USAGE)
             current, changed = install_runtime(Path(source), spec.to_local(dest))
             if changed:
                 _say(f"copied {source} -> {current}")
@@ -289,14 +303,10 @@ def run(args: argparse.Namespace) -> int:
                 spec.python = f"{dest.rstrip('/')}/current/bin/python3"
         if not args.watch:
             outcome = install(spec)
-    except InstallError as exc:
-        print(f"cnisdk install: {exc}", file=sys.stderr)
-        if isinstance(exc, NoPrimaryConfig):
-            print("(with --watch it waits for the primary CNI instead)", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cnisdk install: {exc}", file=sys.stderr)
-        return 1
+    except NoPrimaryConfig as exc:
+        raise CommandError(str(exc), "with --watch it waits for the primary CNI instead") from None
+    except (InstallError, OSError) as exc:
+        raise CommandError(str(exc)) from None
     if not args.watch:
         for plugin in spec.plugins:
             path = spec.bin_dir / plugin.type
@@ -321,17 +331,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         ready = Readiness(ready_address, args.ready_file)
     except OSError as exc:
-        print(
-            f"cnisdk install: cannot serve readiness on {args.ready_address}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+        raise CommandError(f"cannot serve readiness on {args.ready_address}: {exc}") from None
     _say(f"watching {spec.conf_dir} for {', '.join(spec.types)}")
     try:
         watch(spec, stop, ready, interval=args.interval, throttle=args.throttle, report=_say)
     except (InstallError, OSError) as exc:
-        print(f"cnisdk install: uninstall failed: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"uninstall failed: {exc}") from None
     finally:
         ready.close()
     _say("uninstalled; exiting")

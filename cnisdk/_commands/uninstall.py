@@ -10,7 +10,8 @@ Exit status: 0 done (also when there was nothing to remove), 1 failure, 2 usage 
 from __future__ import annotations
 
 import argparse
-import sys
+
+from cnisdk._commands import CommandError
 
 __all__ = ["configure", "run"]
 
@@ -32,20 +33,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Uninstall and print what was removed."""
-    from cnisdk._commands.install import build_spec
+    from cnisdk._commands.install import build_spec, plugin_type_hint
     from cnisdk._discovery import PluginLoadError
     from cnisdk._install import InstallError, uninstall
 
     try:
         spec = build_spec(args, "uninstall")
     except PluginLoadError as exc:
-        print(f"cnisdk uninstall: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), plugin_type_hint(args.types)) from None
     try:
         outcome = uninstall(spec)
     except (InstallError, OSError) as exc:
-        print(f"cnisdk uninstall: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from None
     for path in outcome.configs:
         print(f"took {', '.join(spec.types)} out of {path}")
     for path in outcome.files:
