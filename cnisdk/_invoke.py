@@ -56,11 +56,8 @@ __all__ = [
     "VersionInfo",
     "check_plugin_lookup",
     "decode_version_info",
+    "delegate",
     "delegate_add",
-    "delegate_check",
-    "delegate_delete",
-    "delegate_gc",
-    "delegate_status",
     "error_from_output",
     "exec_plugin",
     "exec_plugin_with_result",
@@ -410,7 +407,7 @@ def parse_plugin_result(netconf: bytes, stdout: bytes) -> AnyResult:
     the config's version; a result that names its own version is parsed in that version.
     """
     from cnisdk._skel import decode_config_version
-    from cnisdk.spec._result import parse_result
+    from cnisdk.spec._result_decode import parse_result
 
     try:
         config_version = decode_config_version(netconf)
@@ -558,62 +555,23 @@ async def delegate_add(
     )
 
 
-async def _delegate_no_result(
+async def delegate(
     command: str,
     plugin_type: str,
     config: Mapping[str, Any] | bytes,
+    *,
     environ: Mapping[str, str],
-    timeout: float | None,  # noqa: ASYNC109
-    exec: PluginExec | None,
+    timeout: float | None = None,  # noqa: ASYNC109
+    exec: PluginExec | None = None,
 ) -> None:
+    """Run another plugin's CHECK, DEL, GC or STATUS, as Go's ``invoke.DelegateCheck``,
+    ``DelegateDel``, ``DelegateGC`` and ``DelegateStatus`` do (no result).
+
+    :param command: ``CHECK``, ``DEL``, ``GC`` or ``STATUS``.
+    :raises ValueError: for another command (ADD has a result: :func:`delegate_add`).
+    """
+    if command not in ("CHECK", "DEL", "GC", "STATUS"):
+        raise ValueError(f"delegate: unknown command {command!r}")
     exec = exec or DEFAULT_EXEC
     path, env = _delegate_target(plugin_type, command, environ, exec)
     await exec_plugin_without_result(path, _config_bytes(config), env, timeout=timeout, exec=exec)
-
-
-async def delegate_check(
-    plugin_type: str,
-    config: Mapping[str, Any] | bytes,
-    *,
-    environ: Mapping[str, str],
-    timeout: float | None = None,  # noqa: ASYNC109
-    exec: PluginExec | None = None,
-) -> None:
-    """Run another plugin's CHECK, as Go's ``invoke.DelegateCheck``."""
-    await _delegate_no_result("CHECK", plugin_type, config, environ, timeout, exec)
-
-
-async def delegate_delete(
-    plugin_type: str,
-    config: Mapping[str, Any] | bytes,
-    *,
-    environ: Mapping[str, str],
-    timeout: float | None = None,  # noqa: ASYNC109
-    exec: PluginExec | None = None,
-) -> None:
-    """Run another plugin's DEL, as Go's ``invoke.DelegateDel``."""
-    await _delegate_no_result("DEL", plugin_type, config, environ, timeout, exec)
-
-
-async def delegate_gc(
-    plugin_type: str,
-    config: Mapping[str, Any] | bytes,
-    *,
-    environ: Mapping[str, str],
-    timeout: float | None = None,  # noqa: ASYNC109
-    exec: PluginExec | None = None,
-) -> None:
-    """Run another plugin's GC, as Go's ``invoke.DelegateGC``."""
-    await _delegate_no_result("GC", plugin_type, config, environ, timeout, exec)
-
-
-async def delegate_status(
-    plugin_type: str,
-    config: Mapping[str, Any] | bytes,
-    *,
-    environ: Mapping[str, str],
-    timeout: float | None = None,  # noqa: ASYNC109
-    exec: PluginExec | None = None,
-) -> None:
-    """Run another plugin's STATUS, as Go's ``invoke.DelegateStatus``."""
-    await _delegate_no_result("STATUS", plugin_type, config, environ, timeout, exec)

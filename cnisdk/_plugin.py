@@ -208,33 +208,28 @@ class Context(Generic[ConfigT]):
 
     async def delegate_check(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's CHECK, as Go's ``invoke.DelegateCheck``."""
-        from cnisdk._invoke import delegate_check
-
-        await delegate_check(
-            plugin_type, config, environ=self.request.environ, exec=self.request.exec
-        )
+        await self._delegate("CHECK", plugin_type, config)
 
     async def delegate_delete(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's DEL, as Go's ``invoke.DelegateDel``."""
-        from cnisdk._invoke import delegate_delete
-
-        await delegate_delete(
-            plugin_type, config, environ=self.request.environ, exec=self.request.exec
-        )
+        await self._delegate("DEL", plugin_type, config)
 
     async def delegate_gc(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's GC, as Go's ``invoke.DelegateGC`` (an IPAM plugin's, from
         ``gc``)."""
-        from cnisdk._invoke import delegate_gc
-
-        await delegate_gc(plugin_type, config, environ=self.request.environ, exec=self.request.exec)
+        await self._delegate("GC", plugin_type, config)
 
     async def delegate_status(self, plugin_type: str, config: Mapping[str, Any] | bytes) -> None:
         """Run another plugin's STATUS, as Go's ``invoke.DelegateStatus``."""
-        from cnisdk._invoke import delegate_status
+        await self._delegate("STATUS", plugin_type, config)
 
-        await delegate_status(
-            plugin_type, config, environ=self.request.environ, exec=self.request.exec
+    async def _delegate(
+        self, command: str, plugin_type: str, config: Mapping[str, Any] | bytes
+    ) -> None:
+        from cnisdk._invoke import delegate
+
+        await delegate(
+            command, plugin_type, config, environ=self.request.environ, exec=self.request.exec
         )
 
 

@@ -34,7 +34,8 @@ from cnisdk.spec._names import (
     validate_interface_name,
     validate_network_name,
 )
-from cnisdk.spec._result import AnyResult, parse_result, result_to_dict
+from cnisdk.spec._result import AnyResult, result_to_dict
+from cnisdk.spec._result_decode import parse_result
 
 __all__ = ["CACHE_KIND", "DEFAULT_CACHE_DIR", "CachedAttachment", "ResultCache"]
 

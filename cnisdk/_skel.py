@@ -28,7 +28,8 @@ from cnisdk.spec._names import (
     validate_interface_name,
     validate_network_name,
 )
-from cnisdk.spec._result import parse_prev_result, result_to_json
+from cnisdk.spec._result import result_to_json
+from cnisdk.spec._result_decode import parse_prev_result
 from cnisdk.spec._versions import CURRENT_VERSION, version_at_least
 
 if TYPE_CHECKING:

@@ -42,6 +42,7 @@ EXPECTED_CNISDK = {
     "cnisdk.spec._json",
     "cnisdk.spec._names",
     "cnisdk.spec._result",
+    "cnisdk.spec._result_decode",
     "cnisdk.spec._versions",
 }
 # Named explicitly so a failure says what crept in.

@@ -16,8 +16,8 @@ from cnisdk._invoke import (
     PluginOutputTooLargeError,
     VersionInfo,
     decode_version_info,
+    delegate,
     delegate_add,
-    delegate_delete,
     exec_plugin,
     find_plugin,
     get_version_info,
@@ -325,7 +325,7 @@ async def test_delegate_inherits_env_and_overrides_command(tmp_path: Path) -> No
 @pytest.mark.anyio
 async def test_delegate_missing_plugin() -> None:
     with pytest.raises(PluginNotFoundError, match='failed to find plugin "nope"'):
-        await delegate_delete("nope", b"{}", environ={"CNI_PATH": "/nonexistent"})
+        await delegate("DEL", "nope", b"{}", environ={"CNI_PATH": "/nonexistent"})
 
 
 @pytest.mark.anyio
@@ -349,7 +349,7 @@ async def test_delegate_to_real_host_local(tmp_path: Path) -> None:
     assert "10.250.201." in json.dumps(doc)
     reservation = data_dir / "delegnet" / "10.250.201.2"
     assert reservation.read_text().strip().startswith("deleg-1")
-    await delegate_delete("host-local", config, environ=environ)
+    await delegate("DEL", "host-local", config, environ=environ)
     assert not reservation.exists()
 
 
@@ -362,7 +362,7 @@ async def test_delegation_goes_through_the_given_exec() -> None:
     result = await delegate_add("host-local", {"cniVersion": "1.0.0"}, environ=env, exec=fake)
     assert result.cni_version == "1.0.0"
     with pytest.raises(CNIError, match="busy"):
-        await delegate_delete("host-local", b'{"cniVersion":"1.0.0"}', environ=env, exec=fake)
+        await delegate("DEL", "host-local", b'{"cniVersion":"1.0.0"}', environ=env, exec=fake)
     empty = await delegate_add("other", {"cniVersion": "0.4.0"}, environ=env, exec=fake)
     assert empty.cni_version == "0.4.0"
     assert [(c.command, c.plugin_type) for c in fake.calls] == [

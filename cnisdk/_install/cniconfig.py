@@ -24,7 +24,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cnisdk.spec._json import GoJSONError, JSONSpan, fold_keys, loads_go, value_spans
+from cnisdk.spec._json import GoJSONError, fold_keys, loads_go
+from cnisdk.spec._json_spans import JSONSpan, value_spans
 
 __all__ = [
     "DEFAULT_CNI_VERSION",

@@ -19,13 +19,13 @@ from cnisdk.spec._result import Result as Result
 from cnisdk.spec._result import Result020 as Result020
 from cnisdk.spec._result import Result040 as Result040
 from cnisdk.spec._result import Route as Route
-from cnisdk.spec._result import empty_result as empty_result
 from cnisdk.spec._result import parse_cidr as parse_cidr
 from cnisdk.spec._result import parse_ip as parse_ip
-from cnisdk.spec._result import parse_prev_result as parse_prev_result
-from cnisdk.spec._result import parse_result as parse_result
 from cnisdk.spec._result import result_to_dict as result_to_dict
 from cnisdk.spec._result import result_to_json as result_to_json
+from cnisdk.spec._result_decode import empty_result as empty_result
+from cnisdk.spec._result_decode import parse_prev_result as parse_prev_result
+from cnisdk.spec._result_decode import parse_result as parse_result
 from cnisdk.spec._versions import ALL_VERSIONS as ALL_VERSIONS
 from cnisdk.spec._versions import CURRENT_VERSION as CURRENT_VERSION
 from cnisdk.spec._versions import parse_version as parse_version

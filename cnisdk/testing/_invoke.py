@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from cnisdk._plugin import Plugin
 from cnisdk._skel import handle_request
 from cnisdk.spec._errors import CNIError
-from cnisdk.spec._result import AnyResult, parse_result
+from cnisdk.spec._result import AnyResult
+from cnisdk.spec._result_decode import parse_result
 
 if TYPE_CHECKING:
     from cnisdk._invoke import PluginExec

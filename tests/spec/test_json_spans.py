@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnisdk.spec._json import GoJSONError, JSONSpan, loads_go, value_spans
+from cnisdk.spec._json import GoJSONError, loads_go
+from cnisdk.spec._json_spans import JSONSpan, value_spans
 
 DOC = b' {"a": [1, {"b": 2}] ,\n "k\\u00e9\xe9": "v\xe9\\"" , "n": -1.5e3, "e": {}, "l": []}\n'
 

@@ -29,7 +29,8 @@ from cnisdk._discovery import get_plugin
 from cnisdk._launcher import is_launcher, write_launcher
 from cnisdk._runtime import CNIRuntime, RuntimeConf
 from cnisdk.spec._errors import CNIError
-from cnisdk.spec._result import AnyResult, parse_result, result_to_dict
+from cnisdk.spec._result import AnyResult, result_to_dict
+from cnisdk.spec._result_decode import parse_result
 from cnisdk.testing import require_netns, temporary_netns, write_recording_plugin
 
 pytestmark = [pytest.mark.netns, pytest.mark.anyio]
