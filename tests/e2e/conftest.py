@@ -140,9 +140,49 @@ def agent_node(
     cri_modules: tuple[ModuleType, ModuleType],
     agent: Any,
 ) -> Iterator[ContainerdNode]:
+    yield from _agent_node(
+        e2e_dir / "agent", agent, ["--shim", "python"],
+        kubeconfig, record_dir, image_archive, cri_modules,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def compiled_shim(e2e_dir: Path) -> Path:
+    """The compiled shim, built as the node image's build stage builds it."""
+    from cnisdk._compiled_shim import build
+
+    return build(e2e_dir / "shim" / "cnisdk-shim")
+
+
+@pytest.fixture(scope="module")
+def compiled_node(
+    e2e_dir: Path,
+    kubeconfig: str,
+    record_dir: Path,
+    image_archive: Path,
+    cri_modules: tuple[ModuleType, ModuleType],
+    agent: Any,
+    compiled_shim: Path,
+) -> Iterator[ContainerdNode]:
+    """Agent mode as the default deployment runs it: compiled shims."""
+    shim = ["--shim", "compiled", "--shim-binary", str(compiled_shim)]
+    yield from _agent_node(
+        e2e_dir / "compiled", agent, shim, kubeconfig, record_dir, image_archive, cri_modules
+    )
+
+
+def _agent_node(
+    workdir: Path,
+    agent: Any,
+    shim: list[str],
+    kubeconfig: str,
+    record_dir: Path,
+    image_archive: Path,
+    cri_modules: tuple[ModuleType, ModuleType],
+) -> Iterator[ContainerdNode]:
     socket = str(agent.socket_path)
-    install = ["--agent-socket", socket, "--agent-fallback", "fail"]
-    node = _node(e2e_dir / "agent", kubeconfig, record_dir, image_archive, cri_modules, install)
+    install = ["--agent-socket", socket, "--agent-fallback", "fail", *shim]
+    node = _node(workdir, kubeconfig, record_dir, image_archive, cri_modules, install)
     with node:
         write_recorder(node.bin_dir, record_dir)
         yield node

@@ -38,9 +38,10 @@ ISTIO_CHAINS = {"ISTIO_INBOUND", "ISTIO_IN_REDIRECT", "ISTIO_OUTPUT", "ISTIO_RED
 ISTIO_NFT = {"istio-proxy-nat"}
 
 
-@pytest.fixture(params=["exec", "agent"])
+@pytest.fixture(params=["exec", "agent", "compiled"])
 def node(request: pytest.FixtureRequest) -> ContainerdNode:
-    """Each test once per mode."""
+    """Each test once per mode: exec-mode launchers, agent mode with the Python shim, and agent
+    mode with the compiled shim (what the default deployment installs)."""
     found: ContainerdNode = request.getfixturevalue(f"{request.param}_node")
     return found
 
@@ -186,3 +187,12 @@ def test_pods_started_together(node: ContainerdNode, kube_api: Any) -> None:
         with ThreadPoolExecutor(len(pods)) as pool:
             list(pool.map(lambda i: (client.stop_pod(i), client.remove_pod(i)), ids))
     assert node.leftovers() == NOTHING_LEFT
+
+
+def test_each_agent_node_runs_the_shim_it_was_given(
+    agent_node: ContainerdNode, compiled_node: ContainerdNode
+) -> None:
+    python_shim = (agent_node.bin_dir / "istio-redirect").read_bytes()
+    compiled = (compiled_node.bin_dir / "istio-redirect").read_bytes()
+    assert python_shim.startswith(b"#!") and b"-IS" in python_shim.split(b"\n", 1)[0]
+    assert compiled.startswith(b"\x7fELF")
