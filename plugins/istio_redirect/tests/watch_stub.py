@@ -81,24 +81,31 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             stub.watching += 1
             stub.cond.notify_all()
-            try:
-                while not stub.closing and stub.generation == generation:
-                    for version, kind, pod in stub.events:
-                        if version <= since:
-                            continue
-                        if kind == "RAW":
-                            self.wfile.write(pod["raw"])
-                        elif pod["spec"].get("nodeName") == node:
-                            line = json.dumps({"type": kind, "object": pod}).encode() + b"\n"
-                            self.wfile.write(line)
-                        self.wfile.flush()
-                        since = version
-                    if stub.watch_ends_at_once:
+        try:
+            while True:
+                # Take what is pending under the lock, write it without: a client that reads
+                # slowly (or not at all) must never hold up GETs, LISTs or other watches.
+                with stub.cond:
+                    if stub.closing or stub.generation != generation:
                         return
-                    stub.cond.wait(0.2)
-            except OSError:
-                pass
-            finally:
+                    pending = [event for event in stub.events if event[0] > since]
+                    if not pending and not stub.watch_ends_at_once:
+                        stub.cond.wait(0.2)
+                        continue
+                    ends = stub.watch_ends_at_once
+                for version, kind, pod in pending:
+                    if kind == "RAW":
+                        self.wfile.write(pod["raw"])
+                    elif pod["spec"].get("nodeName") == node:
+                        self.wfile.write(json.dumps({"type": kind, "object": pod}).encode() + b"\n")
+                    since = version
+                self.wfile.flush()
+                if ends:
+                    return
+        except OSError:
+            pass
+        finally:
+            with stub.cond:
                 stub.watching -= 1
 
 
