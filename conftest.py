@@ -1,9 +1,11 @@
-"""The project's own test run must leave the host as it found it.
+"""The project's own test run must leave the host, and its own process, as it found them.
 
 Before the first test and after the last one, the host's network namespaces, links,
 iptables/ip6tables rules and nft ruleset are read; any difference fails the run and is shown.
-(This is the project's conftest, not the public pytest plugin: plugin authors' suites are
-theirs to police.)
+A thread that a test module starts must end with that module: one left blocked on a socket
+that its module closed can later take another module's connections (a restarted ``accept``
+runs on the fd number, by then another socket's). (This is the project's conftest, not the
+public pytest plugin: plugin authors' suites are theirs to police.)
 
 The check cannot tell whose change it sees: on a machine where other work adds or removes
 namespaces or rules while the suite runs, ``CNISDK_HOST_STATE_CHECK=0`` turns it off. CI
@@ -16,11 +18,19 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+_THREAD_GRACE = 10.0
+"""Seconds a module's threads get to end after its teardown (a server's handler finishing)."""
+_POOLS = ("AnyIO worker thread", "asyncio_", "ThreadPoolExecutor")
+"""Idle worker pools, reused by the next module: not tied to one module's sockets."""
 
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 _BEFORE = pytest.StashKey[dict[str, list[str]]]()
@@ -84,3 +94,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_sep("=", "host state", red=True)
             reporter.write_line(text)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads_end_with_their_module() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + _THREAD_GRACE
+    while True:
+        left = [
+            thread
+            for thread in threading.enumerate()
+            if thread not in before and not thread.name.startswith(_POOLS)
+        ]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert left == [], f"threads started by this module are still running: {left}"

@@ -30,6 +30,7 @@ class FakeAgent:
         self._sock.bind(str(path))
         self._sock.listen(16)
         self._open: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -40,14 +41,16 @@ class FakeAgent:
             except OSError:
                 return
             self._open.append(conn)
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+            thread = threading.Thread(target=self._one, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def _one(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             conn.settimeout(10)
             self.requests.append((self._frame(conn), self._frame(conn), self._frame(conn)))
             self.behave(conn)
-        conn.close()
+        conn.close()  # its own thread's socket: nobody else is blocked on it
 
     @staticmethod
     def _frame(conn: socket.socket) -> bytes:
@@ -63,10 +66,26 @@ class FakeAgent:
         return exactly(int.from_bytes(exactly(4), "big"))
 
     def close(self) -> None:
-        self._sock.close()
+        """Stop every thread, then close every socket.
+
+        Never close a socket under a thread blocked on it: the thread stays in ``accept`` or
+        ``recv`` on the old socket, and when the kernel restarts that call (after a signal or a
+        stop) it runs on the fd *number*, which by then names some other socket of this
+        process (it once took the e2e API stand-in's connections). ``shutdown`` wakes them.
+        """
+        self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
         for conn in self._open:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # most are closed already
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(10)
+        alive = [t for t in (self._thread, *self._threads) if t.is_alive()]
+        if not alive:
+            self._sock.close()
+            for conn in self._open:
                 conn.close()
+        assert alive == [], "fake agent threads did not stop"
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +246,10 @@ def test_a_refusal_before_the_request_is_read(
 
     def serve() -> None:
         while not stop.is_set():
-            conn, _ = refuser.accept()
+            try:
+                conn, _ = refuser.accept()
+            except OSError:
+                return
             with conn, contextlib.suppress(OSError):
                 conn.sendall(encode_frame(b"refused go away"))
 
@@ -254,7 +276,7 @@ def test_a_refusal_before_the_request_is_read(
             }
     finally:
         stop.set()
-        with socket.socket(socket.AF_UNIX) as poke:
-            poke.connect(str(path))  # wakes the accept loop, which then sees the stop
-        thread.join(5)
+        refuser.shutdown(socket.SHUT_RDWR)  # wakes the accept loop (see FakeAgent.close)
+        thread.join(10)
+        assert not thread.is_alive()
         refuser.close()
