@@ -47,7 +47,7 @@ import stat
 import struct
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -57,6 +57,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from cnisdk._agent_protocol import (
+    FRAME_PREFIX,
     MAX_ENV,
     MAX_FRAME,
     MAX_HEADER,
@@ -69,25 +70,21 @@ from cnisdk._agent_protocol import (
     health_answer,
     parse_env,
     parse_header,
-    request_health,
 )
 from cnisdk._health import Answer, HealthListener
 from cnisdk._plugin import Plugin
-from cnisdk._skel import Response, handle_request
+from cnisdk._skel import Response, StdinSource, handle_request
 from cnisdk.spec._errors import CNIError, ErrorCode
 
 __all__ = [
     "READ_TIMEOUT",
     "Agent",
     "AgentError",
-    "encode_frame",
     "load_plugins",
-    "request_health",
 ]
 
 READ_TIMEOUT = 10.0
 """Seconds a client gets to send its whole request (a shim sends it at once)."""
-_FRAME = 4
 _PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
@@ -96,7 +93,7 @@ class AgentError(Exception):
 
 
 async def _read_frame(reader: BufferedByteReceiveStream, limit: int, what: str) -> bytes:
-    size = decode_frame_length(await reader.receive_exactly(_FRAME))
+    size = decode_frame_length(await reader.receive_exactly(FRAME_PREFIX))
     if size > limit:
         raise BadRequest(f"{what} frame of {size} bytes exceeds the limit of {limit}")
     return await reader.receive_exactly(size) if size else b""
@@ -376,7 +373,7 @@ class Agent:
             self.log("unserved", id=rid, type=header.plugin_type)
             await stream.send(answer_head(header.version, "unserved", error=error))
             return
-        stdin: bytes | Callable[[], bytes] = request.stdin
+        stdin: StdinSource = request.stdin
         if header.stdin_errno:
             # The shim could not read its stdin: the pipeline answers what exec mode answers
             # where it reads stdin (code 5, Go's wording), after its checks of the environment.
@@ -403,7 +400,7 @@ class Agent:
         plugin_type: str,
         plugin: Plugin[Any],
         env: dict[str, str],
-        stdin: bytes | Callable[[], bytes],
+        stdin: StdinSource,
         reader: BufferedByteReceiveStream,
         client: socket.socket,
     ) -> Response | None:

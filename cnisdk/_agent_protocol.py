@@ -64,6 +64,7 @@ from typing import Any
 from cnisdk._skel import MAX_STDIN  # the stdin a request may carry, in exec mode too
 
 __all__ = [
+    "FRAME_PREFIX",
     "MAX_ANSWER_HEAD",
     "MAX_ENV",
     "MAX_FRAME",
@@ -93,7 +94,8 @@ MAX_FRAME = 64 << 20
 """Largest stdout or stderr frame a shim accepts; the agent never sends more."""
 _MAX_TYPE = 255
 _MAX_MESSAGE = 4096
-_FRAME = 4
+FRAME_PREFIX = 4
+"""Bytes of the big-endian length before each frame."""
 
 
 class BadRequest(Exception):
@@ -118,7 +120,7 @@ class Header:
 
 def encode_frame(data: bytes) -> bytes:
     """``data`` as one frame: a 4-byte big-endian length, then the bytes."""
-    return len(data).to_bytes(_FRAME, "big") + data
+    return len(data).to_bytes(FRAME_PREFIX, "big") + data
 
 
 def decode_frame_length(prefix: bytes) -> int:
@@ -219,15 +221,15 @@ def request_health(socket_path: str | os.PathLike[str], timeout: float = 5.0) ->
         sock.connect(os.fspath(socket_path))
         sock.sendall(encode_frame(b'{"v":2,"op":"health"}'))
         data = b""
-        while len(data) <= MAX_ANSWER_HEAD + 3 * _FRAME:
+        while len(data) <= MAX_ANSWER_HEAD + 3 * FRAME_PREFIX:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
-    if len(data) < _FRAME:
+    if len(data) < FRAME_PREFIX:
         raise ValueError("short health answer")
-    size = decode_frame_length(data[:_FRAME])
-    doc = json.loads(data[_FRAME : _FRAME + size])
+    size = decode_frame_length(data[:FRAME_PREFIX])
+    doc = json.loads(data[FRAME_PREFIX : FRAME_PREFIX + size])
     if not isinstance(doc, dict):
         raise ValueError("health answer is not a JSON object")
     return doc

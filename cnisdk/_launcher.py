@@ -4,7 +4,7 @@ An exec-mode launcher starts the interpreter cnisdk is installed in, imports the
 directly (no entry-point scan at exec time) and hands it to :func:`cnisdk.run`.
 
 A *shim* (agent mode) instead forwards the request to a ``cnisdk agent`` over its Unix socket
-(protocol in :mod:`cnisdk._agent`). There are two, with the same wire protocol, timeouts,
+(protocol in :mod:`cnisdk._agent_protocol`). There are two, with the same wire protocol, timeouts,
 fallback rules and error texts:
 
 - the Python shim (:func:`render_shim_launcher`): a script run with ``-I -S`` that imports

@@ -2,7 +2,7 @@
  * cnisdk-shim: the compiled agent-mode launcher of cnisdk.
  *
  * A container runtime execs this file as a CNI plugin. It forwards the request (environment
- * and stdin) to `cnisdk agent` over a Unix socket (protocol version 2, see cnisdk/_agent.py),
+ * and stdin) to `cnisdk agent` over a Unix socket (protocol version 2, see cnisdk/_agent_protocol.py),
  * prints the agent's stdout and stderr bytes and exits with its code. It behaves exactly as
  * the Python shim (cnisdk/_launcher.py) does, message for message: same timeouts, same
  * fallback rules, same error documents.

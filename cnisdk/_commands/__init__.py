@@ -8,7 +8,7 @@ A command raises :class:`CommandError`; ``cnisdk._cli.main`` prints it.
 
 from __future__ import annotations
 
-__all__ = ["FAILED", "USAGE", "CommandError"]
+__all__ = ["FAILED", "USAGE", "CommandError", "host_port"]
 
 FAILED = 1
 """Exit status: the command ran and failed."""
@@ -33,3 +33,14 @@ class CommandError(Exception):
     def line(self, command: str) -> str:
         text = f"cnisdk {command}: {self.message}"
         return f"{text}: {self.hint}" if self.hint else text
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too; an empty host is every address) as ``(host, port)``.
+
+    :raises ValueError: if ``text`` is not of that form.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

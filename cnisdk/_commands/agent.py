@@ -1,6 +1,7 @@
 """``cnisdk agent``: serve every installed plugin over a Unix socket in one long-running process.
 
-The protocol, health endpoint, logs and shutdown are described in :mod:`cnisdk._agent`.
+The health endpoint, logs and shutdown are described in :mod:`cnisdk._agent`, the wire
+protocol in :mod:`cnisdk._agent_protocol`.
 Install shim launchers that talk to it with ``cnisdk install --agent-socket PATH``.
 
 Exit status: 0 after a graceful shutdown, 1 when it cannot start (socket in use, a plugin
@@ -13,7 +14,7 @@ import argparse
 import os
 import sys
 
-from cnisdk._commands import USAGE, CommandError
+from cnisdk._commands import USAGE, CommandError, host_port
 
 __all__ = ["configure", "run"]
 
@@ -76,10 +77,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--health: expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        return host_port(text)
+    except ValueError as exc:
+        raise ValueError(f"--health: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

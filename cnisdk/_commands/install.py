@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cnisdk._discovery import PluginEntry
     from cnisdk._install import InstallSpec
 
-from cnisdk._commands import USAGE, CommandError
+from cnisdk._commands import USAGE, CommandError, host_port
 
 __all__ = ["add_common_arguments", "build_spec", "configure", "plugin_type_hint", "run"]
 
@@ -170,13 +170,6 @@ def _load_chain(text: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def plugin_type_hint(types: list[str]) -> str:
     """For plugin types that are not installed: the one meant, or where to look."""
     from cnisdk._discovery import PluginLoadError, find_plugins
@@ -284,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         spec = build_spec(args, "install")
-        ready_address = _address(args.ready_address) if args.ready_address else None
+        ready_address = host_port(args.ready_address) if args.ready_address else None
     except PluginLoadError as exc:
         raise CommandError(str(exc), plugin_type_hint(args.types)) from None
     except (ValueError, OSError) as exc:

@@ -59,10 +59,6 @@ _V020: tuple[str, ...] = ("0.1.0", "0.2.0")
 _V040: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0")
 _V100: tuple[str, ...] = ("1.0.0", "1.1.0")
 
-# The versions each Go creator accepts for a decoded result's own cniVersion, in Go's order
-# (used verbatim in its error message).
-_CREATOR_020: tuple[str, ...] = ("", "0.1.0", "0.2.0")
-
 _GO_INT_MIN = -(2**63)
 _GO_INT_MAX = 2**63 - 1
 

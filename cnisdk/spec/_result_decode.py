@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from cnisdk.spec._errors import ConversionError
 from cnisdk.spec._json import GoJSONError, fold_keys, go_json_kind, go_quote, go_sorted, loads_go
 from cnisdk.spec._result import (
-    _CREATOR_020,
     _GO_INT_MAX,
     _GO_INT_MIN,
     _V040,
@@ -26,8 +25,10 @@ from cnisdk.spec._result import (
 
 __all__ = ["empty_result", "parse_prev_result", "parse_result"]
 
+# The versions each Go creator accepts for a decoded result's own cniVersion, in Go's order
+# (used verbatim in its error message).
+_CREATOR_020: tuple[str, ...] = ("", "0.1.0", "0.2.0")
 
-#
 # Raw JSON is first checked against a schema of Go kinds, so type errors read like Go's and
 # JSON null behaves as in Go (a no-op for value fields, "absent" for pointers and slices),
 # then folded to the canonical key names and handed to pydantic for the value checks.

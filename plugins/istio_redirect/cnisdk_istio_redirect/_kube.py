@@ -45,6 +45,7 @@ __all__ = [
     "KubeConfigError",
     "KubeError",
     "PodIdentityError",
+    "content_coding",
     "get_pod",
     "load_incluster_config",
     "load_kubeconfig",
@@ -114,6 +115,13 @@ class BodyError(Exception):
     """An answer's body cannot be used as read: too large, or content-coded."""
 
 
+def content_coding(response: httpx.Response) -> str:
+    """The answer's content coding, or ``""`` for none (``identity``), which is what requests
+    ask for (:func:`request_headers`)."""
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    return "" if coding == "identity" else coding
+
+
 async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
     """The body of a streamed ``response``, at most ``limit`` bytes.
 
@@ -124,8 +132,8 @@ async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = 
         content-coded one as empty (for error answers, whose body is only shown).
     :raises BodyError: the body is (announced as) larger than ``limit``, or content-coded.
     """
-    coding = response.headers.get("content-encoding", "").strip().lower()
-    if coding not in ("", "identity"):
+    coding = content_coding(response)
+    if coding:
         if truncate:
             return b""
         raise BodyError(f"the body is {scrub(coding, limit=40)}-encoded, which was not asked for")
@@ -145,13 +153,9 @@ async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = 
     return b"".join(chunks)[:limit]
 
 
-def _api_detail(code: int, body: bytes, secrets: tuple[str, ...]) -> str:
-    """What to show of an error answer's body: the ``Status`` message, scrubbed, or nothing.
-
-    401 shows nothing: it is where a misbehaving server or proxy echoes the credentials, and
-    its message never says more than "Unauthorized".
-    """
-    if code == 401 or not body.strip():
+def _api_detail(body: bytes, secrets: tuple[str, ...]) -> str:
+    """What to show of an error answer's body: the ``Status`` message, scrubbed, or nothing."""
+    if not body.strip():
         return ""
     try:
         doc = json.loads(body)
@@ -167,15 +171,17 @@ def _api_detail(code: int, body: bytes, secrets: tuple[str, ...]) -> str:
 
 
 def _status_error(code: int, body: bytes, config: KubeConfig, ns: str, pod: str) -> KubeError:
-    detail = _api_detail(code, body, config.secrets)
     at = config.where
     if code == 401:
+        # The body is never shown: 401 is where a misbehaving server or proxy echoes the
+        # credentials, and its message never says more than "Unauthorized".
         return KubeError(
             f"getting pod {pod}: 401 Unauthorized from {at}: the token from "
             f"{scrub(config.source) or 'the config'} is invalid or expired",
             pod=pod,
             status_code=code,
         )
+    detail = _api_detail(body, config.secrets)
     if code == 403:
         return KubeError(
             f"getting pod {pod}: 403 Forbidden from {at}: RBAC denies it; the account needs "

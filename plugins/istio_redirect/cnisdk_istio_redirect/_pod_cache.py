@@ -53,6 +53,7 @@ from cnisdk_istio_redirect._kube import (
     BodyError,
     KubeConfig,
     KubeConfigError,
+    content_coding,
     load_incluster_config,
     load_kubeconfig,
     new_client,
@@ -108,8 +109,7 @@ def _decode(data: bytes, what: str) -> Any:
 
 async def _lines(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
     """The lines of a streamed body, none longer than ``limit`` (else :class:`StreamError`)."""
-    coding = response.headers.get("content-encoding", "").strip().lower()
-    if coding not in ("", "identity"):
+    if content_coding(response):
         raise StreamError("the watch stream is content-coded, which was not asked for")
     buffer = bytearray()
     async for chunk in response.aiter_raw():
