@@ -28,6 +28,7 @@ __all__ = [
     "NotARegularFileError",
     "fsync_dir",
     "go_path_error",
+    "holds",
     "locked",
     "read_bounded",
     "remove_durably",
@@ -170,6 +171,18 @@ def _flock_within(fd: int, timeout: float, lock_file: str | os.PathLike[str]) ->
                     f"{os.fspath(lock_file)} stayed locked by another process for {timeout:g} s"
                 ) from None
             time.sleep(0.05)
+
+
+def holds(path: Path, data: bytes, mode: int) -> bool:
+    """Whether ``path`` is a regular file (not a symlink) with permission bits ``mode`` and
+    exactly the bytes ``data``: what an idempotent writer finds already in place."""
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode:
+            return False
+        return read_bounded(path, len(data)) == data
+    except OSError:
+        return False
 
 
 def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:

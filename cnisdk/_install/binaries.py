@@ -11,45 +11,56 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 from collections.abc import Collection
 from pathlib import Path
 
 from cnisdk._discovery import PluginEntry
-from cnisdk._files import TMP_SUFFIX, fsync_dir, remove_durably, symlink_atomic
-from cnisdk._install.spec import InstallSpec, Outcome
+from cnisdk._files import TMP_SUFFIX, fsync_dir, holds, remove_durably, symlink_atomic
+from cnisdk._install.spec import InstallError, InstallSpec, Outcome
 from cnisdk._launcher import is_launcher, launcher_bytes, write_launcher
 
-__all__ = ["install_runtime", "launchers_out_of_place", "remove_launchers"]
+__all__ = ["install_runtime", "launchers_out_of_place", "remove_launchers", "write_launchers"]
 
 
-def _in_place(spec: InstallSpec, plugin: PluginEntry) -> bool:
-    target = spec.bin_dir / plugin.type
-    wanted = launcher_bytes(plugin, spec.python)
+def _failed(spec: InstallSpec, exc: Exception) -> InstallError:
+    return InstallError(f"cannot write launchers into {spec.bin_dir}: {exc}")
+
+
+def _out_of_place(spec: InstallSpec) -> list[PluginEntry]:
+    """The plugins whose launcher is missing or differs from what install writes.
+
+    :raises InstallError: a launcher cannot be rendered (an unusable shim binary, ...).
+    """
     try:
-        st = target.lstat()
-        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o755:
-            return False
-        return target.read_bytes() == wanted
-    except OSError:
-        return False
+        return [
+            plugin
+            for plugin in spec.plugins
+            if not holds(spec.bin_dir / plugin.type, launcher_bytes(plugin, spec.python), 0o755)
+        ]
+    except (OSError, ValueError) as exc:
+        raise _failed(spec, exc) from None
 
 
 def launchers_out_of_place(spec: InstallSpec) -> list[Path]:
-    """The launchers that are missing or differ from what install writes."""
-    return [spec.bin_dir / p.type for p in spec.plugins if not _in_place(spec, p)]
+    """The launchers that are missing or differ from what install writes.
+
+    :raises InstallError: a launcher cannot be rendered.
+    """
+    return [spec.bin_dir / plugin.type for plugin in _out_of_place(spec)]
 
 
-def _write_launchers(spec: InstallSpec, outcome: Outcome) -> None:
+def write_launchers(spec: InstallSpec, outcome: Outcome) -> None:
     """Write each plugin's launcher that is not in place already (the one place the
     installer writes launchers; rendering and writing them is :mod:`cnisdk._launcher`'s).
 
-    :raises OSError: ``ValueError``: a launcher cannot be written.
+    :raises InstallError: a launcher cannot be rendered or written.
     """
-    for plugin in spec.plugins:
-        if not _in_place(spec, plugin):
+    for plugin in _out_of_place(spec):
+        try:
             write_launcher(spec.bin_dir, plugin, spec.python)
-            outcome.files.append(str(spec.bin_dir / plugin.type))
+        except (OSError, ValueError) as exc:
+            raise _failed(spec, exc) from None
+        outcome.files.append(str(spec.bin_dir / plugin.type))
 
 
 def remove_launchers(spec: InstallSpec, outcome: Outcome, keep: Collection[str] = ()) -> None:

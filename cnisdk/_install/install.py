@@ -18,8 +18,8 @@ from typing import Any
 
 from cnisdk._confdir import select_network
 from cnisdk._discovery import PluginLoadError
-from cnisdk._files import read_bounded, remove_durably, write_atomic
-from cnisdk._install.binaries import _write_launchers, launchers_out_of_place, remove_launchers
+from cnisdk._files import holds, remove_durably, write_atomic
+from cnisdk._install.binaries import launchers_out_of_place, remove_launchers, write_launchers
 from cnisdk._install.chain import (
     ConfigChanged,
     chain_into,
@@ -82,16 +82,6 @@ def _conf_dir(spec: InstallSpec) -> Path:
     return conf_dir
 
 
-def _kubeconfig_in_place(local: Path, data: bytes) -> bool:
-    try:
-        st = local.lstat()
-        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o600:
-            return False
-        return read_bounded(local, len(data)) == data
-    except OSError:
-        return False
-
-
 def _kubeconfig(
     spec: InstallSpec, sa_dir: Path, entries: list[dict[str, Any]]
 ) -> tuple[str, Path, bytes]:
@@ -104,7 +94,7 @@ def _write_kubeconfig(
     spec: InstallSpec, sa_dir: Path, entries: list[dict[str, Any]], outcome: Outcome
 ) -> str:
     host_path, local, data = _kubeconfig(spec, sa_dir, entries)
-    if not _kubeconfig_in_place(local, data):
+    if not holds(local, data, 0o600):
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(local, data, 0o600)
@@ -129,10 +119,7 @@ def install(spec: InstallSpec, *, settle: bool = True) -> Outcome:
     """
     outcome = Outcome()
     entries = desired_entries(spec)
-    try:
-        _write_launchers(spec, outcome)
-    except (OSError, ValueError) as exc:
-        raise InstallError(f"cannot write launchers into {spec.bin_dir}: {exc}") from None
+    write_launchers(spec, outcome)
     if spec.conf_dir is None:
         if spec.serviceaccount_dir is not None:
             _write_kubeconfig(spec, spec.serviceaccount_dir, entries, outcome)
@@ -184,7 +171,7 @@ def out_of_place(spec: InstallSpec) -> Drift:
     drift = Drift(files=launchers_out_of_place(spec))
     if spec.serviceaccount_dir is not None:
         _, local, data = _kubeconfig(spec, spec.serviceaccount_dir, entries)
-        if not _kubeconfig_in_place(local, data):
+        if not holds(local, data, 0o600):
             drift.files.append(local)
     if spec.conf_dir is not None:
         conf_dir = _conf_dir(spec)

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from cnisdk._discovery import get_plugin
 from cnisdk._install import (
     LOCK_NAME,
     RECORD_NAME,
     InstallError,
     install,
+    out_of_place,
     uninstall,
 )
+from cnisdk._launcher import AgentEntry
 
 from .conftest import (
     API_ENV,
@@ -229,3 +232,18 @@ def test_the_kubeconfig_is_written_0600_and_only_named(conf_copy: ConfCopy, tmp_
     assert json.loads(kubeconfig.read_bytes())["users"][0]["user"]["token"] == SECRET
     assert SECRET not in done.stdout + done.stderr
     assert SECRET not in (conf_dir / "05-cilium.conflist").read_text()
+
+
+def test_a_shim_binary_that_is_not_one_fails_install_and_the_watch_check_alike(
+    tmp_path: Path,
+) -> None:
+    # --watch checks what is out of place before it writes: that check must fail the same
+    # clean way as the install itself, never with a bare ValueError that ends the loop.
+    not_a_shim = tmp_path / "not-a-shim"
+    not_a_shim.write_bytes(b"#!/bin/sh\n")
+    entry = AgentEntry.of(get_plugin("passthrough"), "/run/a.sock", shim_binary=str(not_a_shim))
+    spec = spec_for(None, tmp_path / "bin")
+    spec.plugins = [entry]
+    for attempt in (install, out_of_place):
+        with pytest.raises(InstallError, match=f"cannot write launchers into {tmp_path}/bin: "):
+            attempt(spec)
